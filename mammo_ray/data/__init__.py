@@ -1,0 +1,1 @@
+"""The MIAS MiniMammographic Database: Info.txt, PGM images, archives, label schemes, download."""

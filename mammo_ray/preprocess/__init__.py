@@ -1,0 +1,1 @@
+"""Preprocessing: enhancement, segmentation, quality measures and the cached Ray Data pipeline."""
