@@ -1,0 +1,205 @@
+"""Preprocessing benchmark: project chain vs a scipy/skimage reference, Ray Data scaling, cache.
+
+    python benchmarks/preprocess_bench.py --data ../shared/data/mias/mias-dev.tar.gz
+
+Measures, in one run and on the same images:
+
+(a) the project's enhancement + segmentation on full 1024x1024 films, single process, one thread;
+(b) a straightforward reference implementation of the same chain written with scipy.ndimage /
+    skimage defaults (kept here, not in the package);
+(c) the Ray Data pipeline over the whole dataset with 1 and with all workers (Ray already
+    started, so start-up is excluded);
+(d) a cached re-run of the pipeline (in-process: key computation + cache lookup + load_cache).
+
+Peak memory is the largest summed RSS of this process and all its descendants (Ray's raylet and
+workers), sampled every 50 ms. Prints a table and writes JSON (default
+``benchmarks/results/preprocess.json``). Targets: (a) >= 20x (b); (c) 2 workers >= 1.6x 1 worker;
+(d) >= 50x faster than the cold run; peak RSS <= 3 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import scipy.ndimage as ndi
+import scipy.signal
+from skimage import exposure, filters, measure, morphology
+
+from mammo_ray.data.mias import load_mias
+from mammo_ray.preprocess.enhance import enhance
+from mammo_ray.preprocess.pipeline import PreprocessConfig, load_cache, run_preprocessing
+from mammo_ray.preprocess.segment import segment
+
+
+def reference_chain(image: np.ndarray) -> np.ndarray:
+    """The same chain written the obvious way with scipy.ndimage / skimage defaults."""
+    x = ndi.median_filter(image, size=3).astype(np.float64)
+    mean = ndi.uniform_filter(x, size=15)
+    std = np.sqrt(np.maximum(ndi.uniform_filter(x**2, size=15) - mean**2, 0))
+    gain = np.clip(0.8 * x.mean() / np.maximum(std, 1e-6), 1.0, 3.0)
+    lcm = np.clip(mean + gain * (x - mean), 0, 255) / 255.0
+    clahe = exposure.equalize_adapthist(lcm, clip_limit=0.01)
+    wiener = np.clip(scipy.signal.wiener(clahe, mysize=5), 0, 1)
+    enhanced = (wiener * 255).astype(np.uint8)
+    breast = image > filters.threshold_otsu(image)
+    breast = morphology.binary_opening(breast, morphology.disk(5))
+    breast = morphology.binary_closing(breast, morphology.disk(5))
+    labels = measure.label(breast)
+    if labels.max() > 0:
+        largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+        breast = labels == largest
+    inside = enhanced[breast]
+    candidate = breast & (enhanced > filters.threshold_otsu(inside)) if inside.size else breast
+    candidate = morphology.binary_opening(candidate, morphology.disk(2))
+    rows, cols = np.nonzero(breast)
+    if rows.size == 0:
+        return enhanced
+    return np.where(breast, enhanced, 0)[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def project_chain(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    enhanced = enhance(image, cfg.enhance)
+    return segment(image, enhanced, cfg.segment).cropped
+
+
+class PeakRss:
+    """Largest summed RSS of this process and its descendants while the context is open."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def images_per_second(fn, images: list[np.ndarray]) -> float:
+    fn(images[0])
+    start = time.perf_counter()
+    for image in images:
+        fn(image)
+    return len(images) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("MAMMO_RAY_DATA"),
+        required=not os.environ.get("MAMMO_RAY_DATA"),
+    )
+    parser.add_argument("--n-single", type=int, default=12, help="images for (a) and (b)")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--out", default="benchmarks/results/preprocess.json")
+    args = parser.parse_args()
+
+    import ray
+
+    cfg = PreprocessConfig(sizes=(args.size,))
+    cv2.setNumThreads(1)
+    dataset = load_mias(args.data)
+    images = [
+        image
+        for _, image in dataset.iter_images([r.image_id for r in dataset.records[: args.n_single]])
+    ]
+    project_ips = images_per_second(lambda im: project_chain(im, cfg), images)
+    reference_ips = images_per_second(reference_chain, images[: max(3, args.n_single // 4)])
+
+    workers_all = os.cpu_count() or 1
+    results: dict[str, float] = {}
+    with PeakRss() as rss, tempfile.TemporaryDirectory() as tmp:
+        ray.init(num_cpus=workers_all, include_dashboard=False, log_to_driver=False)
+        for workers in sorted({1, workers_all}):
+            out = Path(tmp) / f"cache-{workers}"
+            result = run_preprocessing(args.data, cfg, out, workers=workers)
+            results[f"ray_{workers}"] = result.n_images / result.seconds
+            results[f"ray_{workers}_seconds"] = result.seconds
+        start = time.perf_counter()
+        cached = run_preprocessing(args.data, cfg, out, workers=workers_all)
+        load_cache(cached.cache_dir)
+        results["cached_seconds"] = time.perf_counter() - start
+        ray.shutdown()
+    cold = results[f"ray_{workers_all}_seconds"]
+    report = {
+        "machine": {"cpus": workers_all, "platform": platform.platform()},
+        "n_images": len(dataset.records),
+        "single_process": {
+            "project_images_per_s": project_ips,
+            "reference_images_per_s": reference_ips,
+            "speedup": project_ips / reference_ips,
+            "target_speedup": 20.0,
+        },
+        "ray_data": {
+            "workers_1_images_per_s": results["ray_1"],
+            f"workers_{workers_all}_images_per_s": results[f"ray_{workers_all}"],
+            "scaling": results[f"ray_{workers_all}"] / results["ray_1"],
+            "target_scaling": 1.6,
+        },
+        "cache": {
+            "cold_seconds": cold,
+            "cached_seconds": results["cached_seconds"],
+            "speedup": cold / results["cached_seconds"],
+            "target_speedup": 50.0,
+        },
+        "peak_rss_gb": rss.peak / 1e9,
+        "target_peak_rss_gb": 3.0,
+    }
+    rows = [
+        ("(a) project enhance+segment, 1 process", f"{project_ips:.2f} img/s", ""),
+        (
+            "(b) scipy/skimage reference, 1 process",
+            f"{reference_ips:.2f} img/s",
+            f"(a)/(b) = {project_ips / reference_ips:.1f}x (target >= 20x)",
+        ),
+        ("(c) Ray Data, 1 worker", f"{results['ray_1']:.2f} img/s", ""),
+        (
+            f"(c) Ray Data, {workers_all} workers",
+            f"{results[f'ray_{workers_all}']:.2f} img/s",
+            f"scaling {report['ray_data']['scaling']:.2f}x (target >= 1.6x)",
+        ),
+        (
+            "(d) cached re-run",
+            f"{results['cached_seconds'] * 1000:.0f} ms",
+            f"{report['cache']['speedup']:.0f}x faster than cold {cold:.1f} s (target >= 50x)",
+        ),
+        ("peak RSS, whole run", f"{rss.peak / 1e9:.2f} GB", "(target <= 3 GB)"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>12}  {note}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()
