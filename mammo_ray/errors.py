@@ -28,7 +28,7 @@ class ConfigError(MammoRayError):
 
 
 class MiasFormatError(MammoRayError):
-    """The MIAS data (Info.txt, a PGM image, the set of files) does not match its documented format."""
+    """MIAS data (Info.txt, a PGM image, the file set) does not match its documented format."""
 
 
 class ArchiveError(MammoRayError):
