@@ -1,4 +1,4 @@
-"""The one place where a command turns a :class:`~mammo_ray.errors.MammoRayError` into exit code 2."""
+"""Where a command turns a :class:`~mammo_ray.errors.MammoRayError` into exit code 2."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from mammo_ray.errors import MammoRayError
 __all__ = ["run_cli"]
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+def run_cli(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
+) -> int:
     """Run ``main(argv)``; print a :class:`MammoRayError` as ``error: <message>`` and return 2.
 
     Other exceptions propagate with their traceback: they are bugs, not bad input.

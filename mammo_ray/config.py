@@ -72,7 +72,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}"
+        )
     if origin is typing.Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
@@ -91,7 +93,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{where}: expected a list of {len(args)} items, got {value!r}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -152,7 +156,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "config") -
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
-    """``from_dict(cls, load_yaml(path))`` with ``--set`` overrides; ``path=None`` starts from defaults."""
+    """``from_dict(cls, load_yaml(path))`` plus ``--set`` overrides; no path: the defaults."""
     data = load_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides)
     return from_dict(cls, data, where=str(path) if path is not None else "config")
