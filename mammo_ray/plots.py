@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["plot_confusion_matrix", "plot_training_curves", "plot_metric_by_epoch"]
 
@@ -117,6 +118,7 @@ def _draw_panel(axes: Any, history: Sequence[Mapping[str, Any]], keys: Sequence[
         axes.legend()
     else:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.grid(alpha=0.3)
 
@@ -208,6 +210,7 @@ def plot_metric_by_epoch(
             raise ValueError(f"series {name!r}: every point must be an (epoch, value) pair")
         epochs, values = zip(*sorted(pairs), strict=True)
         axes.plot(epochs, values, marker="o", markersize=3, label=name)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
     axes.set_title(title)

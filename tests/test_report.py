@@ -1,0 +1,396 @@
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import pandas as pd
+import pytest
+
+from mammo_ray.cli import run_cli
+from mammo_ray.errors import ConfigError
+from mammo_ray.report import (
+    CONFUSION_MATRIX_NAME,
+    FIGURE6_NAME,
+    MAX_LIME_FIGURES,
+    PAPER_BACKBONES,
+    PAPER_TABLE2,
+    PAPER_TABLE3,
+    PAPER_TABLE4,
+    build_report,
+    load_inputs,
+    main,
+    validation_accuracy_series,
+    write_report,
+)
+from tests.report_fixtures import LIME_IMAGES, make_trial, write_search_dir
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+
+
+def _section(markdown: str, heading: str) -> str:
+    """Text from the ``## `` heading that starts with ``heading`` to the next one."""
+    match = re.search(rf"^## {re.escape(heading)}.*?(?=^## |\Z)", markdown, re.M | re.S)
+    assert match, f"no section {heading!r}"
+    return match.group(0)
+
+
+def _rows(section: str) -> dict[str, list[str]]:
+    """First Markdown table of a section: first cell -> the other cells (unescaped)."""
+    lines: list[str] = []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:
+            break
+    table: dict[str, list[str]] = {}
+    for line in lines[2:]:
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        table[cells[0]] = cells[1:]
+    return table
+
+
+@pytest.fixture
+def report(tmp_path) -> tuple[Path, str]:
+    storage = write_search_dir(tmp_path / "search")
+    out = write_report(storage, tmp_path / "out" / "report.md")
+    return out, out.read_text(encoding="utf-8")
+
+
+def test_table3_uses_best_trial_by_search_metric_and_validation_numbers(report):
+    _, text = report
+    rows = _rows(_section(text, "Table 3"))
+    # t_res_a wins on balanced accuracy (0.85) though t_res_b has the higher accuracy (0.95)
+    assert rows["resnet18 (ResNet-18)"] == [
+        "t_res_a", "89.00", "88.00", "87.00", "90.00", "98.89", "98.89", "98.9", "98.91",
+    ]  # fmt: skip
+    assert rows["densenet121 (DenseNet)"][:5] == ["t_dense", "74.00", "73.00", "72.00", "75.00"]
+    assert rows["mnasnet_100 (NasNet, stand-in)"][4:] == [
+        "55.00",
+        "94.78",
+        "94.78",
+        "94.78",
+        "94.87",
+    ]
+    assert rows["mobilenetv2_100 (MobileNet-V2)"][:5] == ["not run", "—", "—", "—", "—"]
+    assert rows["vgg16_bn (VGG)"][0] == "not run (1 failed)"
+    # the best model's TEST row: cm [[5,1,0],[0,3,0],[1,0,1]]
+    test = rows["resnet18: best model, TEST split"]
+    precision = 100 * (5 / 6 + 3 / 4 + 1 / 1) / 3
+    recall = 100 * (5 / 6 + 3 / 3 + 1 / 2) / 3
+    assert test[0] == "t_res_a"
+    assert test[1:5] == [f"{precision:.2f}", f"{recall:.2f}", test[3], f"{100 * 9 / 11:.2f}"]
+    assert "VALIDATION" in _section(text, "Table 3")
+
+
+def test_table4_holds_the_best_validation_accuracy_per_cell(report):
+    _, text = report
+    rows = _rows(_section(text, "Table 4"))
+    resnet = rows["resnet18 (ResNet-18)"]
+    # NSNA, paper, NSWA, paper, WSNA, paper, WSWA, paper
+    assert resnet == ["70.00", "96.83", "—", "97.78", "85.00", "98.2", "95.00", "98.91"]
+    assert rows["densenet121 (DenseNet)"][6] == "75.00"  # augment.mode online counts as aug
+    assert rows["mnasnet_100 (NasNet, stand-in)"][2] == "55.00"
+    assert rows["vgg16_bn (VGG)"] == ["—", "93.13", "—", "93.9", "—", "94.34", "—", "95.69"]
+    assert "Ablation not run" not in text
+
+
+def test_search_without_ablation_factors_says_not_run(tmp_path):
+    storage = write_search_dir(tmp_path / "s", ablation=False)
+    text = write_report(storage).read_text(encoding="utf-8")
+    table4 = _section(text, "Table 4")
+    assert "Ablation not run" in table4
+    assert _rows(table4)["resnet18 (ResNet-18)"][0::2] == ["—"] * 4
+
+
+def test_every_image_link_resolves_to_a_png(report):
+    out, text = report
+    links = [unquote(link) for link in IMAGE_LINK.findall(text)]
+    assert f"report_figures/{FIGURE6_NAME}" in links
+    assert f"report_figures/{CONFUSION_MATRIX_NAME}" in links
+    lime = [link for link in links if "/lime/" in link]
+    assert len(lime) == MAX_LIME_FIGURES < len(LIME_IMAGES)
+    for link in links:
+        path = out.parent / link
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, link
+
+
+def test_confusion_matrix_is_drawn_when_the_search_left_no_png(tmp_path):
+    storage = write_search_dir(tmp_path / "s", confusion_png=False)
+    out = write_report(storage, tmp_path / "r.md")
+    png = tmp_path / "r_figures" / CONFUSION_MATRIX_NAME
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert png.stat().st_size > 1000  # a real plot, not the fixture's 4x4 image
+    assert f"r_figures/{CONFUSION_MATRIX_NAME}" in out.read_text(encoding="utf-8")
+
+
+def test_missing_lime_png_is_reported_not_linked(tmp_path):
+    storage = write_search_dir(tmp_path / "s")
+    (storage / "explain" / "lime_mdb002.png").unlink()
+    text = write_report(storage).read_text(encoding="utf-8")
+    figure8 = _section(text, "Figure 8")
+    assert _rows(figure8)["mdb002"][-1] == "PNG missing"
+    assert "lime_mdb002.png" not in figure8
+    assert len(IMAGE_LINK.findall(figure8)) == MAX_LIME_FIGURES  # mdb005 takes its place
+
+
+def test_figure7_per_class_table_in_the_layout_of_table2(report):
+    _, text = report
+    figure7 = _section(text, "Figure 7")
+    rows = _rows(figure7)
+    assert rows["normal"] == ["5", "1", "0"]
+    assert rows["calc"] == ["1", "0", "1"]
+    assert "11 test images, 2 misclassified" in figure7
+    table2 = _rows(figure7[figure7.index("| Measure") :])
+    # columns: normal, paper normal, mass, paper mass, calc, paper calc
+    assert table2["TP"] == ["5", "192", "3", "89", "1", "24"]
+    assert table2["FN"] == ["1", "1", "0", "8", "1", "8"]
+    assert table2["Recall"][4:] == ["0.500", "0.750"]
+    assert table2["DSC"] == ["0.833", "0.652", "0.857", "0.484", "0.667", "0.457"]
+    assert "92 test images" in figure7
+
+
+def test_headline_puts_test_metrics_with_ci_next_to_the_paper(report):
+    _, text = report
+    headline = _section(text, "Headline")
+    assert "Best trial `t_res_a`" in headline
+    assert "val_balanced_accuracy` = 85.00 % at epoch 3" in headline
+    rows = _rows(headline[headline.index("| Measure") :])
+    accuracy = rows["accuracy"]
+    assert accuracy[0] == f"{100 * 9 / 11:.2f}"
+    lo, hi = (float(v) for v in accuracy[1].split("–"))
+    assert lo <= 100 * 9 / 11 <= hi
+    assert accuracy[2] == "98.91"
+    assert rows["test images"] == ["11", "—", "92"]
+    assert "test part of its patient-level split" in headline
+    assert "patient bootstrap" in headline
+
+
+def test_header_names_mlflow_command_and_trial_counts(report):
+    _, text = report
+    assert "7 (6 finished, 1 failed)" in text
+    assert re.search(r"`mlflow ui --backend-store-uri sqlite:////\S+/mlflow\.db`", text)
+
+
+@pytest.mark.parametrize("leaky", [False, True])
+def test_leaky_warning_only_for_leaky_searches(tmp_path, leaky):
+    storage = write_search_dir(tmp_path / "s", leaky=leaky)
+    text = write_report(storage).read_text(encoding="utf-8")
+    assert ("**Warning: leaky split.**" in text) is leaky
+    assert ("Split protocol: `paper`" in text) is leaky
+
+
+def test_missing_optional_parts_say_not_run(tmp_path):
+    storage = write_search_dir(
+        tmp_path / "s", best=False, explain=False, audit=False, quality=False
+    )
+    out = write_report(storage)
+    text = out.read_text(encoding="utf-8")
+    assert "Test evaluation of the best model: not run." in _section(text, "Headline")
+    assert "Test evaluation not run." in _section(text, "Figure 7")
+    assert "LIME not run." in _section(text, "Figure 8")
+    assert "Leakage audit not run." in _section(text, "Leakage audit")
+    assert "Quality table not run." in _section(text, "Enhancement quality")
+    assert "TEST split" not in "".join(_rows(_section(text, "Table 3")))
+    links = [unquote(link) for link in IMAGE_LINK.findall(text)]
+    assert links == [f"report_figures/{FIGURE6_NAME}"]
+    assert (out.parent / links[0]).is_file()
+
+
+def test_failed_trials_are_listed_with_their_error(report):
+    _, text = report
+    failed = _section(text, "Failed trials")
+    assert "`t_vgg` (vgg16_bn)" in failed
+    assert "  CUDA out of memory | tried to allocate 2 GiB" in failed
+    assert "```text" in failed
+
+
+def test_audit_and_quality_tables(report):
+    _, text = report
+    audit = _rows(_section(text, "Leakage audit"))
+    assert audit["paper"] == [
+        "paper", "yes", "52", "87.50 [75.00–95.00]", "80.00 [70.00–90.00]", "75.00", "21",
+        "augmented_copies_in_test=0",
+    ]  # fmt: skip
+    assert audit["patient"][1] == "no" and audit["patient"][6] == "0"
+    quality = _section(text, "Enhancement quality")
+    enhancement = _rows(quality)
+    assert enhancement["none"][0] == "inf (identity)"
+    assert enhancement["paper"][:3] == ["30.125 ± 2.500", "0.875 ± 0.030", "5.000 ± 0.250"]
+    dice = _rows(quality[quality.index("| Class") :])
+    assert dice["mass"] == ["0.250 ± 0.100", "3", "0.484"]
+    assert dice["calc"][-1] == "0.457"
+    assert "capped well below 1" in quality
+
+
+def test_validation_accuracy_series_follows_the_best_trial_of_each_backbone(tmp_path):
+    search = json.loads((write_search_dir(tmp_path / "s") / "search.json").read_text())
+    series = validation_accuracy_series(search)
+    assert list(series) == [
+        "resnet18 (ResNet-18)",
+        "mnasnet_100 (NasNet, stand-in)",
+        "densenet121 (DenseNet)",
+    ]
+    assert series["resnet18 (ResNet-18)"] == [(1, 50.0), (2, 80.0), (3, 90.0)]
+
+
+def test_metric_mode_min_picks_the_lowest(tmp_path):
+    search = {
+        "name": "loss-search",
+        "metric": "val_loss",
+        "mode": "min",
+        "trials": [
+            make_trial("a", "resnet18", [0.6], [0.6]),  # val_loss 1.1
+            {**make_trial("b", "resnet18", [0.5, 0.7], [0.5, 0.6])},
+        ],
+        "best_trial": "b",
+    }
+    search["trials"][1]["best"] = search["trials"][1]["history"][1]  # val_loss 0.55
+    text = build_report(search, None, None, None, None, "figs")
+    assert _rows(_section(text, "Table 3"))["resnet18 (ResNet-18)"][0] == "b"
+    assert "`val_loss` = 0.5500 at epoch 2" in text
+
+
+def test_build_report_of_a_search_with_no_trials_does_not_crash():
+    search = {"name": "empty", "metric": "val_balanced_accuracy", "trials": []}
+    text = build_report(search, None, None, None, None, "figs")
+    assert "Best trial: not run" in text
+    assert "0 (0 finished, 0 failed)" in text
+    assert "MLflow: not run" in text
+    assert "not run: no finished trial" in _section(text, "Figure 6")
+    assert IMAGE_LINK.findall(text) == []
+
+
+def test_unknown_backbone_gets_its_own_row(tmp_path):
+    search = {
+        "name": "x",
+        "metric": "val_balanced_accuracy",
+        "trials": [make_trial("e", "efficientnet_b0", [0.5], [0.4])],
+        "best_trial": "e",
+    }
+    rows = _rows(_section(build_report(search, None, None, None, None, "f"), "Table 3"))
+    assert rows["efficientnet_b0"][:5] == ["e", "49.00", "48.00", "47.00", "50.00"]
+    assert rows["efficientnet_b0"][5:] == ["—"] * 4
+
+
+def test_report_is_replaced_atomically(tmp_path):
+    storage = write_search_dir(tmp_path / "s")
+    out = tmp_path / "r.md"
+    out.write_text("old", encoding="utf-8")
+    write_report(storage, out)
+    assert out.read_text(encoding="utf-8").startswith("# Search report: synthetic-search")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_load_inputs_reads_every_part(tmp_path):
+    inputs = load_inputs(write_search_dir(tmp_path / "s"))
+    assert inputs.search["best_trial"] == "t_res_a"
+    assert inputs.best_metrics["n"] == 11
+    assert len(inputs.lime["images"]) == len(LIME_IMAGES)
+    assert [row["arm"] for row in inputs.audit] == ["patient", "paper"]
+    assert isinstance(inputs.quality, pd.DataFrame)
+
+
+def test_paper_constants_cover_the_project_backbones():
+    from mammo_ray.models import BACKBONES
+
+    assert set(PAPER_BACKBONES) == set(BACKBONES)
+    for key, name in PAPER_BACKBONES.items():
+        assert BACKBONES[key].paper_name == name
+    assert set(PAPER_TABLE3) == set(PAPER_TABLE4) == set(PAPER_BACKBONES)
+    assert PAPER_TABLE3["resnet18"]["accuracy"] == PAPER_TABLE4["resnet18"]["WSWA"] == 98.91
+    assert {k: v["dsc"] for k, v in PAPER_TABLE2.items()} == {
+        "normal": 0.652,
+        "calc": 0.457,
+        "mass": 0.484,
+    }
+
+
+def test_cli_writes_report_and_exits_0(tmp_path, capsys):
+    storage = write_search_dir(tmp_path / "s")
+    out = tmp_path / "o" / "report.md"
+    assert run_cli(main, ["--storage", str(storage), "--out", str(out)]) == 0
+    assert out.is_file()
+    assert str(out) in capsys.readouterr().out
+
+
+def _break(storage: Path, relative: str, content: str | None) -> Path:
+    path = storage / relative
+    if content is None:
+        path.unlink()
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("relative", "content", "message"),
+    [
+        ("search.json", None, "not found"),
+        ("search.json", "{not json", "invalid JSON"),
+        ("search.json", "[1, 2]", "expected a JSON object"),
+        ("search.json", '{"name": "x", "trials": []}', "missing key(s) metric"),
+        ("search.json", '{"name": "x", "metric": "m", "trials": {}}', "'trials' must be a list"),
+        ("search.json", '{"name": "x", "metric": "m", "trials": [{}]}', "trials[0]"),
+        (
+            "search.json",
+            '{"name": "x", "metric": "m", "mode": "up", "trials": []}',
+            "'mode' must be 'min' or 'max'",
+        ),
+        (
+            "search.json",
+            '{"name": "x", "metric": "m", "best_trial": "zz", "trials": []}',
+            "best_trial 'zz'",
+        ),
+        ("best/metrics.json", "{", "invalid JSON"),
+        ("best/metrics.json", '{"labels": ["a"]}', "missing key(s) n"),
+        (
+            "best/metrics.json",
+            '{"labels": ["a", "b"], "n": 2, "accuracy": 1, "per_class": {}, '
+            '"confusion_matrix": [[1, 0]]}',
+            "confusion_matrix must be 2 x 2",
+        ),
+        (
+            "best/metrics.json",
+            '{"labels": ["a", "b"], "n": 2, "accuracy": 1, "per_class": {}, '
+            '"confusion_matrix": [[1, 0], [-1, 1]]}',
+            "non-negative integer counts",
+        ),
+        ("explain/lime.json", '{"images": 3}', "'images' list"),
+        ("explain/lime.json", '{"images": [1]}', "'images' list of objects"),
+        ("audit.json", '{"arm": "x"}', "list of objects"),
+        ("quality.csv", "a,b\n1,2\n", "missing column(s) name, table"),
+    ],
+)
+def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys, relative, content, message):
+    storage = write_search_dir(tmp_path / "s")
+    path = _break(storage, relative, content)
+    assert run_cli(main, ["--storage", str(storage)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (storage / "report.md").exists()
+
+
+def test_cli_storage_that_is_not_a_directory_exits_2(tmp_path, capsys):
+    assert run_cli(main, ["--storage", str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_load_inputs_raises_config_error_on_an_empty_quality_csv(tmp_path):
+    storage = write_search_dir(tmp_path / "s")
+    (storage / "quality.csv").write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match="quality.csv: cannot read as CSV"):
+        load_inputs(storage)
+
+
+def test_storage_without_optional_folders_still_reports(tmp_path):
+    storage = write_search_dir(tmp_path / "s")
+    shutil.rmtree(storage / "best")
+    shutil.rmtree(storage / "explain")
+    text = write_report(storage).read_text(encoding="utf-8")
+    assert "LIME not run." in text
+    assert "Test evaluation not run." in text
