@@ -28,7 +28,15 @@ import yaml
 
 from mammo_ray.errors import ConfigError
 
-__all__ = ["from_dict", "load_yaml", "apply_overrides", "to_dict", "config_key", "load_config"]
+__all__ = [
+    "from_dict",
+    "load_yaml",
+    "apply_overrides",
+    "set_dotted",
+    "to_dict",
+    "config_key",
+    "load_config",
+]
 
 T = TypeVar("T")
 
@@ -178,15 +186,23 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        parts = key.strip().split(".")
-        node = result
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+        try:
+            set_dotted(result, key.strip(), value)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item!r}: {exc}") from None
     return result
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``key="a.b"``, creating sections as needed."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ __all__ = [
     "CacheError",
     "ModelError",
     "CheckpointError",
+    "SearchSpaceError",
 ]
 
 
@@ -49,3 +50,7 @@ class ModelError(MammoRayError):
 
 class CheckpointError(MammoRayError):
     """A checkpoint file is missing, unreadable or does not fit the model it is loaded into."""
+
+
+class SearchSpaceError(ConfigError):
+    """A search space file has an unknown key, a bad range, or a value no trial can use."""
