@@ -1,0 +1,260 @@
+"""Training benchmark: the project's inner loop against plain PyTorch loops, same model and batch.
+
+    python benchmarks/train_bench.py [--steps 30] [--size 224] [--batch-size 16]
+
+Measures, in one run, on ResNet-18 (``pretrained: none``, 1 input channel, 3 classes):
+
+(1) a plain fp32 PyTorch loop on random float tensors: NCHW, no autocast, Adam;
+(2) a bare bf16 + channels_last loop on the same uint8 images the project loop trains on,
+    normalised up front (autocast dtype from :func:`mammo_ray.train.autocast_dtype`);
+(3) the project's ``train_trial`` on a :class:`~mammo_ray.train.PreparedData` of random uint8
+    arrays (a real CacheManifest with synthetic records), image-level split, with
+    ``augment.mode`` ``none`` (same tensors as (2): the data path's cost), ``x5`` (the
+    published configuration) and ``online`` (a random affine warp per batch).
+
+Images/s of the loops (1) and (2) are timed over ``--steps`` steps after ``--warmup`` steps;
+(3) trains two epochs of about ``--steps`` steps each and takes the second epoch's reported
+``images_per_s`` (the first is the warm-up; validation is outside the timed loop). Peak RSS is
+the process's high-water mark after each part. Prints a table and writes JSON (default
+``benchmarks/results/train.json``). Targets: (3, x5) >= 2.5x (1); the data path, (2) over
+(3, none), adds < 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mammo_ray.config import to_dict
+from mammo_ray.data.mias import LABELS, MiasRecord
+from mammo_ray.models import GRAY_MEAN, GRAY_STD, ModelConfig, build_model
+from mammo_ray.preprocess.pipeline import CacheManifest, PreprocessConfig
+from mammo_ray.train import (
+    PreparedData,
+    TrainConfig,
+    autocast_dtype,
+    cpu_threads,
+    select_device,
+    train_trial,
+)
+
+TARGET_SPEEDUP = 2.5
+TARGET_OVERHEAD = 0.10
+_TRAIN_FRACTION = 0.64
+
+
+def synthetic_data(n_records: int, size: int, seed: int = 0) -> PreparedData:
+    """Random uint8 ``segmented_<size>`` images of ``n_records`` films, labels in turn."""
+    if not 0 < n_records <= 999:
+        raise ValueError(f"n_records must be in 1..999 (mdbNNN ids), got {n_records}")
+    records = tuple(
+        MiasRecord(
+            image_id=f"mdb{i + 1:03d}",
+            patient_id=(i + 2) // 2,
+            label=LABELS[i % len(LABELS)],
+            tissue="G",
+            severity=None if i % len(LABELS) == 0 else "B",
+            classes=("NORM",) if i % len(LABELS) == 0 else ("CIRC",),
+        )
+        for i in range(n_records)
+    )
+    images = np.random.default_rng(seed).integers(0, 256, (n_records, size, size), dtype=np.uint8)
+    name = f"segmented_{size}"
+    manifest = CacheManifest(
+        key="benchmark",
+        version="benchmark",
+        fingerprint="random",
+        data_path="random",
+        config=to_dict(PreprocessConfig(sizes=(size,))),
+        records=records,
+        arrays={name: list(images.shape)},
+        stats={"breast_fraction": [None] * n_records, "candidate_dice": [None] * n_records},
+        seconds=0.0,
+    )
+    return PreparedData({name: images}, manifest)
+
+
+def _model(channels_last: bool) -> nn.Module:
+    model = build_model(ModelConfig(backbone="resnet18", pretrained="none"), num_classes=3)
+    model = model.to(select_device())
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _timed_loop(
+    model: nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    warmup: int,
+    amp_dtype: torch.dtype | None,
+) -> float:
+    """Images/s of Adam steps over ``batches[warmup:]`` after ``warmup`` untimed steps."""
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    start, seen = 0.0, 0
+    for step, (x, y) in enumerate(batches):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            logits = model(x).float()
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= warmup:
+            seen += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - start)
+
+
+def plain_fp32(steps: int, warmup: int, batch: int, size: int) -> float:
+    """(1): NCHW float32 random tensors, no autocast."""
+    device = select_device()
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        (
+            torch.randn(batch, 1, size, size, generator=generator).to(device),
+            torch.randint(0, 3, (batch,), generator=generator).to(device),
+        )
+        for _ in range(warmup + steps)
+    ]
+    torch.manual_seed(0)
+    return _timed_loop(_model(channels_last=False), batches, warmup, None)
+
+
+def bare_fast(data: PreparedData, steps: int, warmup: int, batch: int, size: int) -> float:
+    """(2): the project's images, normalised up front, channels_last, autocast."""
+    device = select_device()
+    images = torch.from_numpy(data.arrays[f"segmented_{size}"])
+    labels = torch.from_numpy(data.labels)
+    batches = []
+    for step in range(warmup + steps):
+        rows = torch.arange(step * batch, (step + 1) * batch) % len(images)
+        x = ((images[rows].unsqueeze(1).float() / 255.0 - GRAY_MEAN) / GRAY_STD).to(device)
+        batches.append((x.contiguous(memory_format=torch.channels_last), labels[rows].to(device)))
+    torch.manual_seed(0)
+    return _timed_loop(_model(channels_last=True), batches, warmup, autocast_dtype("auto", device))
+
+
+def project_loop(
+    data: PreparedData, mode: str, batch: int, size: int
+) -> tuple[float, list[dict[str, Any]]]:
+    """(3): ``train_trial`` for 2 epochs; the second epoch's images/s and the history."""
+    config = {
+        "model": {"backbone": "resnet18", "pretrained": "none"},
+        "augment": {"mode": mode},
+        "split": {"method": "paper"},
+        "preprocess": {"sizes": [size]},
+        "input_size": size,
+        "epochs": 2,
+        "batch_size": batch,
+        "seed": 0,
+    }
+    result = train_trial(config, data, lambda metrics, checkpoint: None)
+    return result["history"][-1]["images_per_s"], result["history"]
+
+
+def _records_for(steps: int, batch: int, copies: int) -> int:
+    """Films whose image-level training part, times ``copies``, fills about ``steps`` batches."""
+    return math.ceil(steps * batch / copies / _TRAIN_FRACTION)
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps of loops (1), (2)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--out", default="benchmarks/results/train.json")
+    args = parser.parse_args()
+
+    device = select_device()
+    torch.set_num_threads(cpu_threads())
+    batch, size = args.batch_size, args.size
+    copies = 1 + TrainConfig().augment.copies
+    same = synthetic_data(_records_for(args.steps, batch, 1), size)
+    rss: dict[str, float] = {}
+
+    fp32 = plain_fp32(args.steps, args.warmup, batch, size)
+    rss["plain_fp32"] = _peak_rss_gb()
+    bare = bare_fast(same, args.steps, args.warmup, batch, size)
+    rss["bare_fast"] = _peak_rss_gb()
+    project: dict[str, float] = {}
+    histories: dict[str, list[dict[str, Any]]] = {}
+    for mode in ("none", "x5", "online"):
+        data = (
+            same if mode != "x5" else synthetic_data(_records_for(args.steps, batch, copies), size)
+        )
+        project[mode], histories[mode] = project_loop(data, mode, batch, size)
+        rss[f"project_{mode}"] = _peak_rss_gb()
+
+    speedup = project["x5"] / fp32
+    overhead = bare / project["none"] - 1.0
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "autocast": str(autocast_dtype("auto", device)),
+            "torch": torch.__version__,
+        },
+        "settings": {
+            "model": "resnet18, pretrained none, 1 channel, 3 classes",
+            "input_size": size,
+            "batch_size": batch,
+            "steps": args.steps,
+            "warmup_steps": args.warmup,
+        },
+        "images_per_s": {
+            "plain_fp32": fp32,
+            "bare_bf16_channels_last": bare,
+            **{f"project_{mode}": value for mode, value in project.items()},
+        },
+        "project_speedup_over_fp32": speedup,
+        "target_speedup": TARGET_SPEEDUP,
+        "data_path_overhead": overhead,
+        "target_overhead": TARGET_OVERHEAD,
+        "peak_rss_gb": rss,
+        "project_histories": histories,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+
+    rows = [
+        ("(1) plain fp32, NCHW", fp32, rss["plain_fp32"]),
+        ("(2) bare autocast + channels_last", bare, rss["bare_fast"]),
+        *((f"(3) train_trial, augment {m}", project[m], rss[f"project_{m}"]) for m in project),
+    ]
+    print(f"ResNet-18 {size}x{size}, batch {batch}, {device}, {torch.get_num_threads()} threads")
+    print(f"{'loop':<36} {'images/s':>9} {'peak RSS GB':>12}")
+    for name, value, peak in rows:
+        print(f"{name:<36} {value:>9.1f} {peak:>12.2f}")
+    print(f"project (x5) / plain fp32: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x)")
+    print(
+        f"data path overhead, (2) / (3 none) - 1: {overhead:+.1%} (target < {TARGET_OVERHEAD:.0%})"
+    )
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,392 @@
+"""``python -m mammo_ray.train``: one training run with all its outputs, and the leakage audit.
+
+A run: preprocess (cached) → split → ``train_trial`` (per-epoch validation) → keep the best
+epoch's checkpoint by the selection metric on validation → evaluate it once on the test split →
+``model.pt``, ``metrics.json``, ``predictions.csv``, ``confusion_matrix.png``, ``curves.png``,
+``split.json``, ``config.yaml``, all logged to an MLflow run.
+
+The audit trains one configuration under several splits (the paper's image-level split, the
+patient-level split and, optionally, x5 augmentation applied before an image-level split) and
+prints the test accuracies side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mammo_ray.config import apply_overrides, from_dict, load_yaml, to_dict
+from mammo_ray.data.mias import MIAS_IMAGE_SHAPE
+from mammo_ray.errors import ConfigError
+
+__all__ = [
+    "SET_ALIASES",
+    "load_train_config",
+    "prepare_data",
+    "run_training",
+    "run_audit",
+    "format_audit",
+    "AUDIT_ARMS",
+    "build_parser",
+    "main",
+]
+
+SET_ALIASES = {
+    "pretrained": "model.pretrained",
+    "backbone": "model.backbone",
+    "lr": "optim.lr",
+    "optimizer": "optim.name",
+}
+
+
+def load_train_config(
+    path: str | Path | None, overrides: Sequence[str] = (), epochs: int | None = None
+):
+    """TrainConfig from YAML (or the defaults) and ``--set`` edits, validated as one.
+
+    ``--set`` keys may use the aliases of :data:`SET_ALIASES`; ``epochs`` overrides last.
+    """
+    from mammo_ray.train import TrainConfig
+
+    expanded = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        expanded.append(f"{SET_ALIASES.get(key.strip(), key.strip())}{sep}{value}")
+    if epochs is not None:
+        expanded.append(f"epochs={epochs}")
+    data = apply_overrides(load_yaml(path) if path else {}, expanded)
+    where = (str(path) if path else "default config") + (" with --set" if expanded else "")
+    return from_dict(TrainConfig, data, where=where)
+
+
+def prepare_data(
+    preprocess_cfg,
+    data_path: str | Path,
+    cache_root: str | Path,
+    *,
+    workers: int = 2,
+    address: str | None = None,
+    image_shape: tuple[int, int] | None = MIAS_IMAGE_SHAPE,
+    progress: bool = False,
+):
+    """Run (or reuse) the preprocessing cache and load it into memory as PreparedData.
+
+    ``progress`` shows a bar on stderr in place of Ray Data's own log lines.
+    """
+    from tqdm import tqdm
+
+    from mammo_ray.preprocess.pipeline import load_cache, run_preprocessing
+    from mammo_ray.train import PreparedData
+
+    bars: list[tqdm] = []
+
+    def advance(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="image", desc="preprocess", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = run_preprocessing(
+            data_path,
+            preprocess_cfg,
+            cache_root,
+            workers=workers,
+            address=address,
+            image_shape=image_shape,
+            progress=advance if progress else None,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    arrays, manifest = load_cache(result.cache_dir)
+    return PreparedData(arrays, manifest)
+
+
+def run_training(
+    cfg,
+    data,
+    out_dir: str | Path,
+    *,
+    mlflow_uri: str | None = None,
+    experiment: str = "mammo_ray",
+    run_name: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg``, evaluate the best epoch once on the test split, write and log everything.
+
+    Writes into ``out_dir``: ``config.yaml``, ``split.json``, ``model.pt`` (the best epoch by
+    ``cfg.selection_metric`` on validation), ``curves.png``, the test split's
+    ``metrics.json``, ``predictions.csv`` and ``confusion_matrix.png``, and ``summary.json``
+    (returned). All of it is logged to one MLflow run (:class:`~mammo_ray.tracking.TrainingRun`)
+    with the flattened config as params and every epoch's metrics at step = epoch.
+    """
+    from tqdm import tqdm
+
+    from mammo_ray.evaluate import evaluate_arrays
+    from mammo_ray.models import load_checkpoint, model_from_checkpoint
+    from mammo_ray.plots import plot_training_curves
+    from mammo_ray.splits import leakage_report, write_split
+    from mammo_ray.tracking import TrainingRun, tracking_uri
+    from mammo_ray.train import improves, select_device, train_trial, trial_arrays
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = to_dict(cfg)
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    arrays = trial_arrays(cfg, data)
+    split = arrays.split
+    write_split(out / "split.json", split, arrays.image_ids)
+    leakage = leakage_report(split, arrays.patient_ids.tolist())
+    train_films = set(arrays.source_index[list(split.train)].tolist())
+    leakage["test_images_from_train_films"] = sum(
+        1 for i in split.test if int(arrays.source_index[i]) in train_films
+    )
+
+    tags = {
+        "dataset_fingerprint": data.manifest.fingerprint,
+        "preprocess_key": data.manifest.key,
+        "split": cfg.split.method,
+        "leaky": str(split.leaky or cfg.augment_before_split).lower(),
+        "backbone": cfg.model.backbone,
+    }
+    uri = tracking_uri(out, mlflow_uri)
+    with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
+        run.log_params(config)
+        bar = tqdm(
+            total=cfg.epochs,
+            unit="epoch",
+            desc=run_name or "train",
+            disable=not progress,
+            file=sys.stderr,
+        )
+        key = f"val_{cfg.selection_metric}"
+        kept: list[float] = []
+
+        def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+            run.log_metrics(metrics, step=metrics["epoch"])
+            best = kept[-1] if kept else None
+            if checkpoint and improves(cfg.selection_metric, metrics[key], best):
+                kept.append(metrics[key])
+                shutil.copyfile(checkpoint, out / "model.pt")
+            bar.set_postfix(
+                loss=f"{metrics['train_loss']:.3f}",
+                val_acc=f"{metrics['val_accuracy']:.3f}",
+                val_bacc=f"{metrics['val_balanced_accuracy']:.3f}",
+                img_s=f"{metrics['images_per_s']:.0f}",
+            )
+            bar.update(1)
+
+        try:
+            result = train_trial(config, data, report)
+        finally:
+            bar.close()
+        plot_training_curves(result["history"], out / "curves.png")
+        model = model_from_checkpoint(load_checkpoint(out / "model.pt")).to(select_device())
+        test = list(split.test)
+        metrics = evaluate_arrays(
+            model,
+            arrays.images[test],
+            arrays.labels[test],
+            [arrays.image_ids[i] for i in test],
+            arrays.patient_ids[test],
+            out,
+            title=f"{cfg.model.backbone}, {cfg.split.method} split, test",
+            seed=cfg.seed,
+        )
+        summary = {
+            "best_epoch": result["best"]["epoch"],
+            "best_val": {k: v for k, v in result["best"].items() if k.startswith("val_")},
+            "test": {
+                k: metrics[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "ci95")
+            },
+            "images_per_s": [row["images_per_s"] for row in result["history"]],
+            "split": cfg.split.method,
+            "leaky": split.leaky or cfg.augment_before_split,
+            "leakage": leakage,
+            "mlflow": {"uri": uri, "run_id": run.run_id},
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.log_metrics(
+            {f"test_{k}": metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+            | {"best_epoch": result["best"]["epoch"]}
+        )
+        run.log_artifacts([out / name for name in _RUN_FILES])
+        run.log_artifacts([out / "model.pt"], artifact_path="model")
+    return summary
+
+
+_RUN_FILES = (
+    "metrics.json",
+    "predictions.csv",
+    "confusion_matrix.png",
+    "curves.png",
+    "split.json",
+    "config.yaml",
+    "summary.json",
+)
+
+AUDIT_ARMS: dict[str, dict[str, Any]] = {
+    "paper (image-level 80:20)": {"split.method": "paper", "augment_before_split": False},
+    "patient (grouped by patient)": {"split.method": "patient", "augment_before_split": False},
+    "paper + x5 copies before split": {
+        "split.method": "paper",
+        "augment.mode": "x5",
+        "augment_before_split": True,
+    },
+}
+"""The audit's split protocols: their names and the config keys each one sets."""
+
+
+def run_audit(
+    cfg,
+    data,
+    out_dir: str | Path,
+    *,
+    augment_first: bool = True,
+    mlflow_uri: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train ``cfg`` once per audit arm (one MLflow store); one row per arm with test metrics.
+
+    Each arm writes a full training run into ``out_dir/<arm>``; ``out_dir/audit.json`` holds
+    the rows. ``augment_first=False`` skips the arm that copies images before splitting.
+    """
+    from mammo_ray.tracking import tracking_uri
+    from mammo_ray.train import TrainConfig
+
+    out = Path(out_dir)
+    uri = tracking_uri(out, mlflow_uri)
+    rows = []
+    for name, changes in AUDIT_ARMS.items():
+        if changes["augment_before_split"] and not augment_first:
+            continue
+        arm_cfg = from_dict(
+            TrainConfig,
+            apply_overrides(to_dict(cfg), [f"{k}={json.dumps(v)}" for k, v in changes.items()]),
+            where=f"audit arm {name!r}",
+        )
+        slug = name.split(" ")[0] + ("-augfirst" if changes["augment_before_split"] else "")
+        summary = run_training(
+            arm_cfg, data, out / slug, mlflow_uri=uri, run_name=f"audit {slug}", progress=progress
+        )
+        rows.append({"arm": name, **summary})
+    (out / "audit.json").write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def format_audit(rows: list[dict[str, Any]]) -> str:
+    """The audit as an aligned text table: one row per split protocol.
+
+    ``shared patients``: patients with films in both train and test; ``test from train
+    films``: test images that are a training film or a copy of one.
+    """
+    header = (
+        f"{'protocol':<32} {'n test':>6} {'accuracy (95% CI)':>24} {'bal. acc.':>9} "
+        f"{'shared patients':>15} {'test from train films':>21}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        test, leakage = row["test"], row["leakage"]
+        lo, hi = test["ci95"]["accuracy"]
+        accuracy = f"{test['accuracy']:.3f} ({lo:.3f}-{hi:.3f})"
+        lines.append(
+            f"{row['arm']:<32} {test['n']:>6} {accuracy:>24} "
+            f"{test['balanced_accuracy']:>9.3f} {leakage['patients_train_test']:>15} "
+            f"{leakage['test_images_from_train_films']:>21}"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mammo_ray.train",
+        description="Train one configuration (e.g. search_spaces/published.yaml) and evaluate its "
+        "best epoch once on the held-out test split; or run the leakage audit ('audit').",
+    )
+    parser.add_argument(
+        "command", nargs="?", choices=["audit"], help="'audit': compare split protocols"
+    )
+    parser.add_argument("--config", help="training config YAML (default: built-in defaults)")
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("MAMMO_RAY_DATA"),
+        help="MIAS folder or archive (default: $MAMMO_RAY_DATA)",
+    )
+    parser.add_argument(
+        "--out", default="runs/train", help="output directory (default: runs/train)"
+    )
+    parser.add_argument("--epochs", type=int, help="override the number of epochs")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. model.pretrained=none, optim.lr=0.0001, "
+        "split.method=patient (aliases: pretrained, backbone, lr, optimizer); repeatable",
+    )
+    parser.add_argument("--cache", default="runs/cache", help="preprocessing cache root")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Ray Data workers for preprocessing",
+    )
+    parser.add_argument("--address", help="Ray cluster address for preprocessing (default: local)")
+    parser.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite under --out)")
+    parser.add_argument(
+        "--no-augment-first",
+        action="store_true",
+        help="audit: skip the arm that augments before splitting",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.data:
+        raise ConfigError(
+            "no MIAS data given: pass --data PATH or set MAMMO_RAY_DATA "
+            "(download it with 'python -m mammo_ray.data fetch')"
+        )
+    cfg = load_train_config(args.config, args.set, args.epochs)
+    progress = not args.quiet
+    data = prepare_data(
+        cfg.preprocess,
+        args.data,
+        args.cache,
+        workers=args.workers,
+        address=args.address,
+        progress=progress,
+    )
+    if args.command == "audit":
+        rows = run_audit(
+            cfg,
+            data,
+            args.out,
+            augment_first=not args.no_augment_first,
+            mlflow_uri=args.mlflow_uri,
+            progress=progress,
+        )
+        print(format_audit(rows))
+        return 0
+    summary = run_training(
+        cfg, data, args.out, mlflow_uri=args.mlflow_uri, run_name="train", progress=progress
+    )
+    test = summary["test"]
+    lo, hi = test["ci95"]["accuracy"]
+    note = " (LEAKY: image-level split)" if summary["leaky"] else ""
+    print(
+        f"best epoch {summary['best_epoch']}; test n={test['n']} accuracy {test['accuracy']:.3f} "
+        f"(95% CI {lo:.3f}-{hi:.3f}) balanced accuracy {test['balanced_accuracy']:.3f}{note}"
+    )
+    print(f"written: {Path(args.out).resolve()}")
+    return 0
