@@ -5,11 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= $(MAMMO_RAY_DATA)
-OUT ?= runs
-WORKERS ?= 2
+NAME ?= search
+SPACE ?= search_spaces/default.yaml
+PRETRAINED ?= imagenet
+SEARCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv search preprocess test lint bench clean
+.PHONY: venv search test lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -23,8 +25,8 @@ search: venv
 	  echo "error: no MIAS data given: run 'make search DATA=path/to/all-mias.tar.gz' (or set MAMMO_RAY_DATA); get MIAS with '$(PY) -m mammo_ray.data fetch'" >&2; \
 	  exit 2; \
 	fi
-	@echo "make search: the Ray Tune search is not built yet; running the preprocessing stage end to end."
-	$(PY) -m mammo_ray.preprocess run --data "$(DATA)" --out "$(OUT)/cache" --workers $(WORKERS)
+	$(PY) -m mammo_ray.search --data "$(DATA)" --space "$(SPACE)" --name "$(NAME)" \
+	  --set model.pretrained=$(PRETRAINED) $(SEARCH_ARGS)
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -35,6 +37,8 @@ lint: venv
 bench: venv
 	@if [ -z "$(DATA)" ]; then echo "error: set DATA=path/to/mias archive" >&2; exit 2; fi
 	$(PY) benchmarks/preprocess_bench.py --data "$(DATA)"
+	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/search_bench.py --data "$(DATA)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

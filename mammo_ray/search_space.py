@@ -1,0 +1,313 @@
+"""Search spaces: plain YAML a user edits, validated once, turned into an Optuna define-by-run
+function (or a grid) over training-config keys.
+
+A space file::
+
+    base: published_patient.yaml        # a training config (path relative to this file)
+    fixed:                              # dotted training-config keys set in every trial
+      epochs: 6
+    params:                             # dotted keys searched; one distribution each
+      model.backbone: {choice: [resnet18, densenet121]}
+      optim.lr: {loguniform: [1.0e-5, 1.0e-2]}
+      optim.momentum: {uniform: [0.8, 0.99], when: {optim.name: sgd}}   # conditional
+      batch_size: {int: [8, 32]}
+    grid:                               # instead of params: every combination, once each
+      segmentation: [false, true]
+    search: {metric: val_balanced_accuracy, mode: max, num_samples: 8, max_epochs: 6, ...}
+    enqueue_published: true             # published.yaml's values as the first trial
+
+Every sampled configuration is checked against :class:`mammo_ray.train.TrainConfig` when the
+space is loaded (the base with each choice, each range's ends), so a typo in a key, a bad range
+or an unknown backbone is reported before Ray starts. ``preprocess.*`` keys cannot be searched:
+the cache is built once, holding every ``input_size`` the space can pick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from mammo_ray.config import apply_overrides, from_dict, load_yaml, set_dotted, to_dict
+from mammo_ray.errors import ConfigError, SearchSpaceError
+
+__all__ = [
+    "ParamSpec",
+    "SearchSettings",
+    "SearchSpace",
+    "load_search_space",
+    "flatten_config",
+    "PUBLISHED_CONFIG",
+]
+
+PUBLISHED_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "published.yaml"
+KINDS = ("choice", "uniform", "loguniform", "int")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One searched key: ``kind`` in choice/uniform/loguniform/int, its values or bounds, and an
+    optional condition ``when`` ({other key: required value}) under which it is sampled."""
+
+    key: str
+    kind: Literal["choice", "uniform", "loguniform", "int"]
+    values: tuple[Any, ...]
+    when: tuple[tuple[str, Any], ...] = ()
+
+    def suggest(self, trial) -> Any:
+        """Ask an Optuna trial for this parameter (define-by-run)."""
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, list(self.values))
+        low, high = self.values
+        if self.kind == "int":
+            return trial.suggest_int(self.key, low, high)
+        return trial.suggest_float(self.key, low, high, log=self.kind == "loguniform")
+
+    def candidates(self) -> list[Any]:
+        """Values that span the parameter: every choice, or both ends of a range."""
+        return list(self.values)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """How to search: metric, budget, scheduler (ASHA) and concurrency."""
+
+    metric: str = "val_balanced_accuracy"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = 8
+    max_epochs: int = 6
+    grace_period: int = 1
+    reduction_factor: int = 2
+    max_concurrent: int = 2
+    time_budget_s: float | None = None
+    scheduler: Literal["asha", "none"] = "asha"
+    max_failures: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1 or self.max_epochs < 1 or self.max_concurrent < 1:
+            raise ValueError("num_samples, max_epochs and max_concurrent must be >= 1")
+        if not 1 <= self.grace_period <= self.max_epochs:
+            raise ValueError(f"grace_period must lie in [1, max_epochs], got {self.grace_period}")
+        if self.reduction_factor < 2:
+            raise ValueError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
+        if not self.metric.startswith("val_"):
+            raise ValueError(f"metric must be a validation metric (val_*), got {self.metric!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space: base training config, searched params or a grid, settings."""
+
+    path: Path
+    base: dict[str, Any]
+    params: tuple[ParamSpec, ...]
+    grid: tuple[tuple[str, tuple[Any, ...]], ...]
+    settings: SearchSettings
+    enqueue_published: bool
+
+    def config_for(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The full training-config dict of one trial: base with ``values`` (dotted keys) set."""
+        data = to_dict_copy(self.base)
+        for key, value in values.items():
+            set_dotted(data, key, value)
+        data["epochs"] = min(data.get("epochs", self.settings.max_epochs), self.settings.max_epochs)
+        return data
+
+    def define_by_run(self, trial) -> dict[str, Any]:
+        """Optuna define-by-run: sample each active param; return the fixed values as constants."""
+        sampled: dict[str, Any] = {}
+        for spec in self.params:
+            if all(sampled.get(k) == v for k, v in spec.when):
+                sampled[spec.key] = spec.suggest(trial)
+        return {k: v for k, v in flatten_config(self.base).items() if k not in sampled}
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid's values (dotted keys)."""
+        keys = [k for k, _ in self.grid]
+        return [
+            dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(v for _, v in self.grid))
+        ]
+
+    def published_point(self) -> dict[str, Any]:
+        """The published configuration's value of every searched key (the first trial)."""
+        published = flatten_config(load_yaml(PUBLISHED_CONFIG))
+        point: dict[str, Any] = {}
+        for spec in self.params:
+            if not all(point.get(k) == v for k, v in spec.when):
+                continue
+            value = published.get(spec.key, flatten_config(self.base).get(spec.key))
+            if spec.kind == "choice" and value not in spec.values:
+                raise SearchSpaceError(
+                    f"{self.path}: params.{spec.key}: the published value {value!r} is not among "
+                    f"the choices {list(spec.values)} (add it, or set enqueue_published: false)"
+                )
+            if spec.kind != "choice" and not spec.values[0] <= value <= spec.values[1]:
+                raise SearchSpaceError(
+                    f"{self.path}: params.{spec.key}: the published value {value!r} lies outside "
+                    f"{list(spec.values)} (widen it, or set enqueue_published: false)"
+                )
+            point[spec.key] = value
+        return point
+
+
+def to_dict_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: to_dict_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}`` (lists stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _param(key: str, spec: Any, where: str) -> ParamSpec:
+    if not isinstance(spec, Mapping):
+        raise SearchSpaceError(f"{where}: expected a mapping like {{choice: [...]}}, got {spec!r}")
+    kinds = [k for k in spec if k in KINDS]
+    unknown = [k for k in spec if k not in (*KINDS, "when")]
+    if unknown or len(kinds) != 1:
+        bad = unknown[0] if unknown else ", ".join(kinds) or "nothing"
+        raise SearchSpaceError(
+            f"{where}: expected exactly one of {', '.join(KINDS)} (and optional when), got {bad}"
+        )
+    kind = kinds[0]
+    values = spec[kind]
+    if not isinstance(values, list) or not values:
+        raise SearchSpaceError(f"{where}.{kind}: expected a non-empty list, got {values!r}")
+    if kind != "choice":
+        if len(values) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            raise SearchSpaceError(f"{where}.{kind}: expected [low, high] numbers, got {values!r}")
+        low, high = values
+        if not low < high:
+            raise SearchSpaceError(f"{where}.{kind}: low must be < high, got {values!r}")
+        if kind == "loguniform" and low <= 0:
+            raise SearchSpaceError(
+                f"{where}.{kind}: bounds must be > 0 for a log scale, got {values!r}"
+            )
+        if kind == "int" and not all(isinstance(v, int) for v in values):
+            raise SearchSpaceError(f"{where}.{kind}: bounds must be integers, got {values!r}")
+    when = spec.get("when", {})
+    if not isinstance(when, Mapping):
+        raise SearchSpaceError(f"{where}.when: expected a mapping of key: value, got {when!r}")
+    return ParamSpec(key, kind, tuple(values), tuple(when.items()))
+
+
+def _check_configs(space: SearchSpace) -> None:
+    """Build a TrainConfig from the base with each candidate value, so bad values fail now."""
+    from mammo_ray.train import TrainConfig
+
+    checks: list[tuple[str, dict[str, Any]]] = [("base", {})]
+    checks += [(f"params.{s.key}", {s.key: v}) for s in space.params for v in s.candidates()]
+    checks += [(f"grid.{k}", {k: v}) for k, values in space.grid for v in values]
+    for where, values in checks:
+        data = space.config_for(values)
+        try:
+            from_dict(TrainConfig, data, where=f"{space.path}: {where}")
+        except ConfigError as exc:
+            raise SearchSpaceError(str(exc)) from None
+
+
+def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpace:
+    """Read and validate a search space YAML; raise :class:`SearchSpaceError` naming the key.
+
+    ``overrides`` (``key=value``, the ``--set`` flag) edit the fixed part, after ``fixed``.
+    """
+    path = Path(path)
+    try:
+        data = load_yaml(path)
+    except ConfigError as exc:
+        raise SearchSpaceError(str(exc)) from None
+    known = {"base", "fixed", "params", "grid", "search", "enqueue_published"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SearchSpaceError(
+            f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    if "params" in data and "grid" in data:
+        raise SearchSpaceError(
+            f"{path}: give either params (sampled) or grid (all combinations), not both"
+        )
+    base: dict[str, Any] = {}
+    if data.get("base"):
+        base_path = (path.parent / data["base"]).resolve()
+        try:
+            base = load_yaml(base_path)
+        except ConfigError as exc:
+            raise SearchSpaceError(f"{path}: base: {exc}") from None
+    fixed = data.get("fixed") or {}
+    if not isinstance(fixed, Mapping):
+        raise SearchSpaceError(f"{path}: fixed: expected a mapping of dotted keys, got {fixed!r}")
+    for key, value in fixed.items():
+        set_dotted(base, key, value)
+    try:
+        base = apply_overrides(base, overrides)
+    except ConfigError as exc:
+        raise SearchSpaceError(f"{path}: {exc}") from None
+    params_data = data.get("params") or {}
+    grid_data = data.get("grid") or {}
+    if not isinstance(params_data, Mapping) or not isinstance(grid_data, Mapping):
+        raise SearchSpaceError(f"{path}: params and grid must be mappings of dotted keys")
+    params = tuple(_param(k, v, f"{path}: params.{k}") for k, v in params_data.items())
+    for key, values in grid_data.items():
+        if not isinstance(values, list) or not values:
+            raise SearchSpaceError(f"{path}: grid.{key}: expected a non-empty list, got {values!r}")
+    grid = tuple((k, tuple(v)) for k, v in grid_data.items())
+    searched = [p.key for p in params] + [k for k, _ in grid]
+    for key in searched:
+        if key.startswith("preprocess."):
+            raise SearchSpaceError(
+                f"{path}: {key}: preprocessing cannot be searched (the cache is built once); "
+                "run one search per preprocessing setting"
+            )
+    names = set(searched)
+    for spec in params:
+        if spec.key == "input_size" and spec.kind != "choice":
+            raise SearchSpaceError(f"{path}: params.input_size: must be a choice, not {spec.kind}")
+        for other, _ in spec.when:
+            if other not in names or searched.index(other) >= searched.index(spec.key):
+                raise SearchSpaceError(
+                    f"{path}: params.{spec.key}.when: {other!r} must be a param listed before it"
+                )
+    try:
+        settings = from_dict(SearchSettings, data.get("search") or {}, where=f"{path}: search")
+    except ConfigError as exc:
+        raise SearchSpaceError(str(exc)) from None
+    if grid:
+        n_points = math.prod(len(v) for _, v in grid)
+        settings = dataclasses.replace(settings, num_samples=n_points)
+    enqueue = data.get("enqueue_published", not grid)
+    if not isinstance(enqueue, bool):
+        raise SearchSpaceError(
+            f"{path}: enqueue_published: expected true or false, got {enqueue!r}"
+        )
+    sizes = {base.get("input_size", 224)}
+    sizes |= {v for spec in params if spec.key == "input_size" for v in spec.values}
+    sizes |= {v for key, values in grid if key == "input_size" for v in values}
+    set_dotted(base, "preprocess.sizes", sorted(sizes))
+    base_cfg = from_dict_safe(base, path)
+    space = SearchSpace(path, base_cfg, params, grid, settings, enqueue)
+    _check_configs(space)
+    if enqueue and params:
+        space.published_point()
+    return space
+
+
+def from_dict_safe(base: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The base config completed with TrainConfig's defaults (sizes widened later)."""
+    from mammo_ray.train import TrainConfig
+
+    try:
+        return to_dict(from_dict(TrainConfig, base, where=f"{path}: base+fixed"))
+    except ConfigError as exc:
+        raise SearchSpaceError(str(exc)) from None

@@ -1,0 +1,325 @@
+"""Tests of ``python -m mammo_ray.search`` on the shared MIAS subset with a real local Ray.
+
+One smoke search (``search_spaces/smoke.yaml``, 64 px, 3 trials of at most 2 epochs) runs once
+per module and is read back by several tests: the published trial first, MLflow parent/child
+runs and metric histories (through the client and through ``mlflow server``'s REST API), the
+best model's test evaluation, LIME PNGs and the report. Other tests run a failing trial, and
+kill a driver mid-search and resume it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from mlflow.tracking import MlflowClient
+
+from mammo_ray.cli import run_cli
+from mammo_ray.search import main
+from mammo_ray.search_space import load_search_space
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+PUBLISHED_PATIENT = REPO / "search_spaces" / "published_patient.yaml"
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory) -> Path:
+    """One preprocessing cache (64 px) shared by every search of this module."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def search_argv(space: Path, data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "--space", str(space), "--data", str(data), "--out", str(out), "--cache", str(cache),
+        "--name", out.name, *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def smoke(ray_local, mias_dev_path, cache_root, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("searches") / "smoke"
+    argv = search_argv(SMOKE, mias_dev_path, out, cache_root, "--explain", "2")
+    assert run_cli(main, [*argv, "--lime-samples", "60"]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    return {"out": out, "summary": summary, "client": MlflowClient(summary["mlflow"]["uri"])}
+
+
+def children_of(client: MlflowClient, parent_id: str) -> list:
+    parent = client.get_run(parent_id)
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+
+
+def test_smoke_search_runs_every_trial_published_first(smoke):
+    trials = smoke["summary"]["trials"]
+    space = load_search_space(SMOKE)
+    assert len(trials) == space.settings.num_samples == 3
+    assert trials[0]["params"] == space.published_point()
+    assert trials[0]["params"]["model.backbone"] == "resnet18"
+    assert all(t["status"] == "TERMINATED" and t["failures"] == 0 for t in trials)
+    for t in trials:
+        assert 1 <= len(t["history"]) <= 2
+        assert [h["epoch"] for h in t["history"]] == list(range(1, len(t["history"]) + 1))
+    with open(smoke["out"] / "trials.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    assert smoke["summary"]["split"] == "patient" and smoke["summary"]["leaky"] is False
+
+
+def test_every_trial_is_a_child_run_with_its_epochs_and_checkpoint(smoke):
+    client, summary = smoke["client"], smoke["summary"]
+    parent_id = summary["mlflow"]["parent_run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and "mlflow.parentRunId" not in parent.data.tags
+    assert "test_balanced_accuracy" in parent.data.metrics
+    children = children_of(client, parent_id)
+    assert len(children) == 3
+    epochs = {t["trial_id"].removeprefix("trial_"): len(t["history"]) for t in summary["trials"]}
+    for child in children:
+        trial_id = child.data.tags["trial_name"].removeprefix("trainable_")
+        history = client.get_metric_history(child.info.run_id, "val_balanced_accuracy")
+        assert sorted(m.step for m in history) == list(range(1, epochs[trial_id] + 1))
+        assert child.data.params["model.backbone"] in {"resnet18", "mobilenetv2_100"}
+        assert child.data.tags["preprocess_key"] == parent.data.tags["preprocess_key"]
+        artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")]
+        assert artifacts == ["checkpoint/model.pt"]
+    parent_artifacts = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"search.json", "trials.csv", "report.md", "best", "explain"} <= parent_artifacts
+
+
+def test_best_model_is_logged_as_an_mlflow_model_that_predicts(smoke):
+    import mlflow
+    import numpy as np
+
+    client, summary = smoke["client"], smoke["summary"]
+    parent_id = summary["mlflow"]["parent_run_id"]
+    models = mlflow.search_logged_models(
+        experiment_ids=[client.get_run(parent_id).info.experiment_id], output_format="list"
+    )
+    model = next(m for m in models if m.source_run_id == parent_id and m.name == "best_model")
+    mlflow.set_tracking_uri(summary["mlflow"]["uri"])
+    logits = mlflow.pyfunc.load_model(model.model_uri).predict(np.zeros((5, 1, 64, 64), np.float32))
+    assert np.asarray(logits).shape == (5, 3)
+
+
+def test_best_trial_is_evaluated_once_on_the_test_split(smoke):
+    out, summary = smoke["out"], smoke["summary"]
+    best = next(t for t in summary["trials"] if summary["best_trial"] == t["trial_id"])
+    metric = summary["metric"]
+    assert best["best"][metric] == max(t["best"][metric] for t in summary["trials"])
+    metrics = json.loads((out / "best" / "metrics.json").read_text())
+    with open(out / "best" / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert metrics["n"] == len(rows) == 52  # the patient split's test part of 258 films
+    labels = metrics["labels"]
+    for i, true in enumerate(labels):
+        for j, pred in enumerate(labels):
+            count = sum(r["true"] == true and r["pred"] == pred for r in rows)
+            assert metrics["confusion_matrix"][i][j] == count
+
+
+def test_best_model_is_explained_and_reported(smoke):
+    out = smoke["out"]
+    lime = json.loads((out / "explain" / "lime.json").read_text())
+    images = lime["images"] if isinstance(lime, dict) else lime
+    assert len(images) == 2
+    assert len(list((out / "explain").glob("*_lime.png"))) == 2
+    report = (out / "report.md").read_text()
+    for heading in ("## Headline", "Table 3 analogue", "Table 4 analogue", "Figure 8 analogue"):
+        assert heading in report
+    assert (out / "report_figures" / "figure6_val_accuracy.png").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_json(url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_mlflow_server_serves_the_search_over_rest(smoke, tmp_path):
+    summary = smoke["summary"]
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", summary["mlflow"]["uri"],
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start (exit code {server.poll()})")
+                time.sleep(0.5)
+        experiment = _get_json(
+            f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=mammo_ray"
+        )["experiment"]
+        runs = _get_json(
+            f"{base}/api/2.0/mlflow/runs/search",
+            {"experiment_ids": [experiment["experiment_id"]], "max_results": 100},
+        )["runs"]
+        parent_id = summary["mlflow"]["parent_run_id"]
+        parents = {
+            tag["value"]
+            for run in runs
+            for tag in run["data"].get("tags", [])
+            if tag["key"] == "mlflow.parentRunId"
+        }
+        assert len(runs) == 4 and parents == {parent_id}
+        history = _get_json(
+            f"{base}/api/2.0/mlflow/metrics/get-history?run_id={parent_id}&metric_key=test_accuracy"
+        )["metrics"]
+        assert len(history) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_failing_trial_is_retried_then_recorded_and_the_search_goes_on(
+    ray_local, mias_dev_path, cache_root, tmp_path
+):
+    state = timm.create_model("resnet18", in_chans=1, num_classes=3).state_dict()
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    poisoned = tmp_path / "poisoned.pth"
+    torch.save(state, poisoned)
+    space = tmp_path / "failing.yaml"
+    space.write_text(
+        f"base: {PUBLISHED_PATIENT}\n"
+        "fixed: {input_size: 64, epochs: 1, augment.mode: none}\n"
+        f"grid:\n  model.pretrained: [none, 'file:{poisoned}']\n"
+        "search: {max_epochs: 1, scheduler: none, max_concurrent: 1, max_failures: 1}\n"
+    )
+    out = tmp_path / "failing"
+    assert run_cli(main, search_argv(space, mias_dev_path, out, cache_root, "--explain", "0")) == 0
+    summary = json.loads((out / "search.json").read_text())
+    by_weights = {t["params"]["model.pretrained"]: t for t in summary["trials"]}
+    healthy, poisoned_trial = by_weights["none"], by_weights[f"file:{poisoned}"]
+    assert healthy["status"] == "TERMINATED" and len(healthy["history"]) == 1
+    assert poisoned_trial["status"] == "ERROR" and poisoned_trial["failures"] == 2
+    assert "training diverged" in poisoned_trial["error"]
+    assert summary["best_trial"] == healthy["trial_id"]
+    client = MlflowClient(summary["mlflow"]["uri"])
+    children = children_of(client, summary["mlflow"]["parent_run_id"])
+    assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED"]
+    assert "Failed trials" in (out / "report.md").read_text()
+
+
+def _terminated_trials(tune_dir: Path) -> set[str]:
+    """Trial ids that Tune's saved experiment state marks TERMINATED."""
+    done = set()
+    for path in tune_dir.glob("experiment_state-*.json"):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for trial_json, _ in state.get("trial_data", []):
+            trial = json.loads(trial_json)
+            if trial.get("status") == "TERMINATED":
+                done.add(trial["trial_id"])
+    return done
+
+
+def test_killed_search_resumes_without_redoing_finished_trials(
+    ray_local, mias_dev_path, cache_root, tmp_path
+):
+    space = tmp_path / "resumable.yaml"
+    space.write_text(
+        f"base: {PUBLISHED_PATIENT}\n"
+        "fixed: {model.pretrained: none, model.backbone: mobilenetv2_100, input_size: 64,"
+        " epochs: 1, augment.mode: none}\n"
+        "params:\n  optim.lr: {loguniform: [1.0e-4, 3.0e-3]}\n"
+        "search: {num_samples: 4, max_epochs: 1, max_concurrent: 1}\n"
+    )
+    out = tmp_path / "resumable"
+    argv = search_argv(space, mias_dev_path, out, cache_root, "--explain", "0")
+    ray_tmp = tempfile.mkdtemp(prefix="ray-")  # Ray's socket paths must stay under 108 bytes
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "mammo_ray.search", *argv],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    done: set[str] = set()
+    while not done:
+        if driver.poll() is not None:
+            pytest.fail(f"the search ended before it was killed: {driver.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            os.killpg(driver.pid, signal.SIGKILL)
+            pytest.fail("no trial finished within 300 s")
+        time.sleep(0.5)
+        done = _terminated_trials(out / "tune")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not (out / "search.json").exists() and len(done) < 4
+
+    assert run_cli(main, [*argv, "--resume"]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    trials = {t["trial_id"].removeprefix("trial_"): t for t in summary["trials"]}
+    assert len(trials) == 4 and done <= set(trials)
+    assert all(t["status"] == "TERMINATED" for t in trials.values())
+    for trial_id in done:
+        with open(out / "tune" / f"trial_{trial_id}" / "progress.csv") as handle:
+            assert len(list(csv.DictReader(handle))) == 1, "a finished trial was trained again"
+    client = MlflowClient(summary["mlflow"]["uri"])
+    parent = client.get_run(summary["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert "RUNNING" not in {r.info.status for r in children_of(client, parent.info.run_id)}
+
+
+def test_an_existing_search_needs_resume_and_resume_needs_a_search(mias_dev_path, tmp_path, capsys):
+    out = tmp_path / "taken"
+    argv = search_argv(SMOKE, mias_dev_path, out, tmp_path / "cache")
+    assert run_cli(main, [*argv, "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    out.mkdir()
+    (out / "search_state.json").write_text("{}")
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--resume" in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_data_and_bad_space_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MAMMO_RAY_DATA", raising=False)
+    assert run_cli(main, ["--space", str(SMOKE)]) == 2
+    assert "python -m mammo_ray.data fetch" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"base: {PUBLISHED_PATIENT}\nparams:\n  model.backbone: {{choice: [resnet9]}}\n")
+    assert run_cli(main, ["--space", str(bad), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "resnet9" in err and len(err.strip().splitlines()) == 1

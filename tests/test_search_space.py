@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mammo_ray.errors import SearchSpaceError
+from mammo_ray.search_space import flatten_config, load_search_space
+
+SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "ablation"])
+def test_shipped_spaces_load(name):
+    space = load_search_space(SPACES / f"{name}.yaml")
+    assert space.settings.metric == "val_balanced_accuracy"
+    assert space.base["input_size"] in space.base["preprocess"]["sizes"]
+
+
+def test_ablation_is_the_papers_table_4_grid():
+    space = load_search_space(SPACES / "ablation.yaml")
+    points = space.grid_points()
+    assert len(points) == 20 and space.settings.num_samples == 20
+    assert {p["model.backbone"] for p in points} == {
+        "resnet18",
+        "densenet121",
+        "vgg16_bn",
+        "mobilenetv2_100",
+        "mnasnet_100",
+    }
+    assert {(p["segmentation"], p["augment.mode"]) for p in points} == {
+        (False, "none"),
+        (False, "x5"),
+        (True, "none"),
+        (True, "x5"),
+    }
+    assert space.base["optim"]["lr"] == 0.001 and space.base["split"]["method"] == "patient"
+
+
+def test_default_space_enqueues_the_published_configuration_first():
+    space = load_search_space(SPACES / "default.yaml")
+    point = space.published_point()
+    assert point["model.backbone"] == "resnet18" and point["optim.lr"] == 0.001
+    assert point["augment.mode"] == "x5" and point["segmentation"] is True
+    assert "optim.momentum" not in point  # only sampled for sgd
+    assert set(space.base["preprocess"]["sizes"]) == {128, 224}
+
+
+def test_define_by_run_samples_conditionals_and_returns_constants():
+    space = load_search_space(SPACES / "default.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen_momentum = {True: 0, False: 0}
+    for _ in range(30):
+        trial = study.ask()
+        constants = space.define_by_run(trial)
+        assert "model.backbone" not in constants and constants["split.method"] == "patient"
+        seen_momentum[trial.params["optim.name"] == "sgd"] += "optim.momentum" in trial.params
+        study.tell(trial, 0.5)
+    assert seen_momentum[True] > 0 and seen_momentum[False] == 0
+
+
+def test_config_for_sets_dotted_keys_and_caps_epochs():
+    space = load_search_space(SPACES / "smoke.yaml")
+    cfg = space.config_for({"model.backbone": "mobilenetv2_100", "optim.lr": 0.002})
+    assert cfg["model"]["backbone"] == "mobilenetv2_100" and cfg["optim"]["lr"] == 0.002
+    assert cfg["epochs"] == 2 and space.base["model"]["backbone"] == "resnet18"
+    assert flatten_config({"a": {"b": 1}, "c": [1, 2]}) == {"a.b": 1, "c": [1, 2]}
+
+
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(f"base: {SPACES / 'published_patient.yaml'}\n" + text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("params:\n  model.backbone: {choice: [resnet18, alexnet]}\n", "alexnet"),
+        ("params:\n  optim.lr: {loguniform: [0.1, 0.01]}\n", "low must be < high"),
+        ("params:\n  optim.lr: {loguniform: [0, 0.01]}\n", "must be > 0"),
+        ("params:\n  optim.lrr: {choice: [0.1]}\n", "unknown key 'lrr'"),
+        ("params:\n  optim.lr: {normal: [0, 1]}\n", "exactly one of"),
+        ("params:\n  preprocess.enhance.method: {choice: [he, paper]}\n", "cannot be searched"),
+        ("params:\n  input_size: {int: [64, 128]}\n", "must be a choice"),
+        (
+            "params:\n  optim.momentum: {uniform: [0.8, 0.9], when: {optim.name: sgd}}\n",
+            "must be a param listed before it",
+        ),
+        ("search:\n  metric: test_accuracy\n", "validation metric"),
+        ("searh:\n  metric: val_accuracy\n", "unknown key 'searh'"),
+        ("params:\n  batch_size: {choice: [8, 32]}\n", "published value 16"),
+        ("grid:\n  segmentation: []\n", "non-empty list"),
+    ],
+)
+def test_bad_spaces_name_the_key(tmp_path, text, message):
+    with pytest.raises(SearchSpaceError, match=message):
+        load_search_space(_write(tmp_path, text))
+
+
+def test_missing_space_file(tmp_path):
+    with pytest.raises(SearchSpaceError, match="config file not found"):
+        load_search_space(tmp_path / "nope.yaml")
