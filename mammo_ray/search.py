@@ -109,7 +109,11 @@ def _tune_objects(space, settings, seed: int):
         metric=settings.metric,
         mode=settings.mode,
         points_to_evaluate=[space.published_point()] if space.enqueue_published else None,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=(
+            optuna.samplers.TPESampler(seed=seed)
+            if settings.sampler == "tpe"
+            else optuna.samplers.RandomSampler(seed=seed)
+        ),
     )
     return None, ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent), scheduler
 
@@ -254,8 +258,9 @@ def run_search(
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+    from mammo_ray.search_budget import TrialEpochBudget
     from mammo_ray.search_space import load_search_space
-    from mammo_ray.tracking import TrainingRun, tracking_uri
+    from mammo_ray.tracking import TrainingRun, global_tracking_uri, tracking_uri
     from mammo_ray.train_command import prepare_data
 
     start = time.perf_counter()
@@ -299,7 +304,8 @@ def run_search(
             ray.init(include_dashboard=False, log_to_driver=False)
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
     cpus = cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
-    data = prepare_data(_preprocess_config(space), data_path, cache_root, workers=total_cpus)
+    data = prepare_data(space.preprocess_config, data_path, cache_root, workers=total_cpus)
+    timings = {"preprocess_s": time.perf_counter() - start}
 
     uri = tracking_uri(out, mlflow_uri)
     experiment = "mammo_ray"
@@ -339,6 +345,9 @@ def run_search(
         name=tune_name,
         storage_path=tune_root,
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        stop=(
+            TrialEpochBudget(settings.trial_epoch_budget) if settings.trial_epoch_budget else None
+        ),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1,
             checkpoint_score_attribute=settings.metric,
@@ -359,27 +368,81 @@ def run_search(
         ],
         verbose=1,
     )
-    try:
-        if resume:
-            tuner = tune.Tuner.restore(tune_dir, trainable=fn, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                fn,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    search_alg=search_alg,
-                    scheduler=scheduler,
-                    num_samples=1 if space.grid else settings.num_samples,
-                    max_concurrent_trials=settings.max_concurrent,
-                    time_budget_s=settings.time_budget_s,
-                    trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=run_config,
+    with global_tracking_uri(uri):
+        try:
+            if resume:
+                tuner = tune.Tuner.restore(tune_dir, trainable=fn, resume_errored=True)
+            else:
+                tuner = tune.Tuner(
+                    fn,
+                    param_space=param_space,
+                    tune_config=tune.TuneConfig(
+                        search_alg=search_alg,
+                        scheduler=scheduler,
+                        num_samples=1 if space.grid else settings.num_samples,
+                        max_concurrent_trials=settings.max_concurrent,
+                        time_budget_s=settings.time_budget_s,
+                        trial_dirname_creator=_trial_dirname,
+                    ),
+                    run_config=run_config,
+                )
+            tune_start = time.perf_counter()
+            results = tuner.fit()
+            timings["tune_s"] = time.perf_counter() - tune_start
+        except BaseException:
+            parent.end("KILLED")
+            raise
+        try:
+            summary = _finish_search(
+                results,
+                space,
+                settings,
+                data,
+                data_path,
+                out,
+                parent,
+                timings,
+                name=name,
+                space_path=space_path,
+                command=command,
+                uri=uri,
+                experiment=experiment,
+                explain_n=explain_n,
+                lime_samples=lime_samples,
+                seed=seed,
             )
-        results = tuner.fit()
-    except BaseException:
-        parent.end("KILLED")
-        raise
+        except BaseException:
+            parent.end("FAILED")
+            raise
+    parent.end("FINISHED")
+    total = time.perf_counter() - start
+    print(f"\nsearch {name!r} done in {total / 60:.1f} min: {out}")
+    print(f"report: {out / 'report.md'}")
+    print(f"MLflow: mlflow ui --backend-store-uri {uri}")
+    return summary
+
+
+def _finish_search(
+    results,
+    space,
+    settings,
+    data,
+    data_path,
+    out: Path,
+    parent,
+    timings: dict[str, float],
+    *,
+    name: str,
+    space_path,
+    command: str,
+    uri: str,
+    experiment: str,
+    explain_n: int,
+    lime_samples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Record the trials, evaluate and explain the best one, write search.json and the report."""
+    finish_start = time.perf_counter()
     trials = [_trial_record(r, space, settings.metric, settings.mode) for r in results]
     _log_trial_checkpoints(parent, results, settings.metric, settings.mode)
     summary = {
@@ -391,7 +454,7 @@ def run_search(
         "split": space.base["split"]["method"],
         "leaky": space.base["split"]["method"] == "paper"
         or space.base.get("augment_before_split", False),
-        "mlflow": {"uri": uri, "parent_run_id": parent_id, "experiment": experiment},
+        "mlflow": {"uri": uri, "parent_run_id": parent.run_id, "experiment": experiment},
         "best_trial": None,
         "trials": trials,
     }
@@ -413,15 +476,12 @@ def run_search(
             lime_samples=lime_samples,
             seed=seed,
         )
+    summary["timings"] = timings | {"finish_s": time.perf_counter() - finish_start}
     (out / "search.json").write_text(json.dumps(summary, indent=1, default=str))
     _write_trials_csv(out / "trials.csv", trials, settings.metric)
     _write_report(out)
     parent.log_artifacts([out / n for n in ("search.json", "trials.csv", "report.md")])
     parent.log_artifacts([p for p in (out / "report_figures",) if p.exists()], "report_figures")
-    parent.end("FINISHED")
-    print(f"\nsearch {name!r} done in {(time.perf_counter() - start) / 60:.1f} min: {out}")
-    print(f"report: {out / 'report.md'}")
-    print(f"MLflow: mlflow ui --backend-store-uri {uri}")
     return summary
 
 
@@ -441,13 +501,6 @@ def _check_pretrained(space) -> None:
     for backbone in sorted(values("model.backbone")):
         for pretrained in sorted(values("model.pretrained")):
             resolve_pretrained(ModelConfig(backbone=backbone, pretrained=pretrained))
-
-
-def _preprocess_config(space):
-    from mammo_ray.config import from_dict
-    from mammo_ray.preprocess.pipeline import PreprocessConfig
-
-    return from_dict(PreprocessConfig, space.base["preprocess"], where=f"{space.path}: preprocess")
 
 
 def _finish_best(
@@ -534,15 +587,18 @@ def _log_model(parent, model, input_size: int) -> None:
     """Log the best model to the parent run as an MLflow model (PyTorch, torch.export format).
 
     The input example, two normalised grayscale images (2, 1, S, S) float32, gives the model
-    signature; two rather than one keeps the exported batch dimension dynamic.
+    signature; two rather than one keeps the exported batch dimension dynamic. Runs inside
+    :func:`~mammo_ray.tracking.global_tracking_uri` of the search's store.
     """
+    import copy
+
     import mlflow
     import numpy as np
 
     example = np.zeros((2, 1, input_size, input_size), np.float32)
-    mlflow.set_tracking_uri(parent.client.tracking_uri)
     with mlflow.start_run(run_id=parent.run_id):
-        mlflow.pytorch.log_model(model.cpu().eval(), name="best_model", input_example=example)
+        cpu_model = copy.deepcopy(model).cpu().eval()
+        mlflow.pytorch.log_model(cpu_model, name="best_model", input_example=example)
 
 
 def _write_report(out: Path) -> None:

@@ -73,7 +73,12 @@ class ParamSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SearchSettings:
-    """How to search: metric, budget, scheduler (ASHA) and concurrency."""
+    """How to search: metric, budget, sampler (TPE), scheduler (ASHA) and concurrency.
+
+    ``sampler``: ``tpe`` (Optuna's TPE, Bergstra et al. 2011) or ``random`` (Optuna's random
+    sampler, the baseline of ``benchmarks/search_bench.py``). ``trial_epoch_budget``: stop the
+    whole search once trials have trained this many epochs in total (None: no such limit).
+    """
 
     metric: str = "val_balanced_accuracy"
     mode: Literal["max", "min"] = "max"
@@ -84,6 +89,8 @@ class SearchSettings:
     max_concurrent: int = 2
     time_budget_s: float | None = None
     scheduler: Literal["asha", "none"] = "asha"
+    sampler: Literal["tpe", "random"] = "tpe"
+    trial_epoch_budget: int | None = None
     max_failures: int = 1
 
     def __post_init__(self) -> None:
@@ -93,6 +100,8 @@ class SearchSettings:
             raise ValueError(f"grace_period must lie in [1, max_epochs], got {self.grace_period}")
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
+        if self.trial_epoch_budget is not None and self.trial_epoch_budget < 1:
+            raise ValueError(f"trial_epoch_budget must be >= 1, got {self.trial_epoch_budget}")
         if not self.metric.startswith("val_"):
             raise ValueError(f"metric must be a validation metric (val_*), got {self.metric!r}")
 
@@ -107,6 +116,14 @@ class SearchSpace:
     grid: tuple[tuple[str, tuple[Any, ...]], ...]
     settings: SearchSettings
     enqueue_published: bool
+
+    @property
+    def preprocess_config(self):
+        """The :class:`~mammo_ray.preprocess.pipeline.PreprocessConfig` every trial shares."""
+        from mammo_ray.preprocess.pipeline import PreprocessConfig
+
+        where = f"{self.path}: preprocess"
+        return from_dict(PreprocessConfig, self.base["preprocess"], where=where)
 
     def config_for(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The full training-config dict of one trial: base with ``values`` (dotted keys) set."""

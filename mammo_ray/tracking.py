@@ -14,10 +14,11 @@ the same code works in the driver and inside Ray workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "flatten",
     "git_commit",
     "TrainingRun",
+    "global_tracking_uri",
 ]
 
 DEFAULT_EXPERIMENT = "mammo_ray"
@@ -92,6 +94,24 @@ def git_commit(path: str | Path = ".") -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
+
+
+@contextlib.contextmanager
+def global_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``uri`` for the block, then restore the old one.
+
+    ``mlflow.set_tracking_uri`` also sets ``$MLFLOW_TRACKING_URI`` (for subprocesses), and Ray
+    Tune's ``MLflowLoggerCallback`` calls it; without the restore, the next search or training
+    of the same process would log into this store instead of its own.
+    """
+    import mlflow
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 class TrainingRun:

@@ -55,9 +55,16 @@ def search_argv(space: Path, data: Path, out: Path, cache: Path, *extra: str) ->
 def smoke(ray_local, mias_dev_path, cache_root, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("searches") / "smoke"
     argv = search_argv(SMOKE, mias_dev_path, out, cache_root, "--explain", "2")
+    uri_before = os.environ.get("MLFLOW_TRACKING_URI")
     assert run_cli(main, [*argv, "--lime-samples", "60"]) == 0
     summary = json.loads((out / "search.json").read_text())
-    return {"out": out, "summary": summary, "client": MlflowClient(summary["mlflow"]["uri"])}
+    return {
+        "out": out,
+        "summary": summary,
+        "client": MlflowClient(summary["mlflow"]["uri"]),
+        "uri_before": uri_before,
+        "uri_after": os.environ.get("MLFLOW_TRACKING_URI"),
+    }
 
 
 def children_of(client: MlflowClient, parent_id: str) -> list:
@@ -103,17 +110,18 @@ def test_every_trial_is_a_child_run_with_its_epochs_and_checkpoint(smoke):
     assert {"search.json", "trials.csv", "report.md", "best", "explain"} <= parent_artifacts
 
 
-def test_best_model_is_logged_as_an_mlflow_model_that_predicts(smoke):
+def test_best_model_is_logged_as_an_mlflow_model_that_predicts(smoke, monkeypatch):
     import mlflow
     import numpy as np
 
+    assert smoke["uri_after"] == smoke["uri_before"], "a later search would log to this store"
     client, summary = smoke["client"], smoke["summary"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", summary["mlflow"]["uri"])
     parent_id = summary["mlflow"]["parent_run_id"]
     models = mlflow.search_logged_models(
         experiment_ids=[client.get_run(parent_id).info.experiment_id], output_format="list"
     )
     model = next(m for m in models if m.source_run_id == parent_id and m.name == "best_model")
-    mlflow.set_tracking_uri(summary["mlflow"]["uri"])
     logits = mlflow.pyfunc.load_model(model.model_uri).predict(np.zeros((5, 1, 64, 64), np.float32))
     assert np.asarray(logits).shape == (5, 3)
 

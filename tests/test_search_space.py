@@ -102,3 +102,29 @@ def test_bad_spaces_name_the_key(tmp_path, text, message):
 def test_missing_space_file(tmp_path):
     with pytest.raises(SearchSpaceError, match="config file not found"):
         load_search_space(tmp_path / "nope.yaml")
+
+
+def test_sampler_and_trial_epoch_budget_settings(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        f"base: {SPACES / 'published_patient.yaml'}\n"
+        "params:\n  optim.lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
+        "search: {sampler: random, trial_epoch_budget: 12}\n"
+    )
+    settings = load_search_space(path).settings
+    assert settings.sampler == "random" and settings.trial_epoch_budget == 12
+    assert load_search_space(SPACES / "default.yaml").settings.sampler == "tpe"
+    for bad, message in (("sampler: grid", "sampler"), ("trial_epoch_budget: 0", ">= 1")):
+        path.write_text(f"base: {SPACES / 'published_patient.yaml'}\nsearch: {{{bad}}}\n")
+        with pytest.raises(SearchSpaceError, match=message):
+            load_search_space(path)
+
+
+def test_trial_epoch_budget_stops_every_trial_once_spent():
+    from mammo_ray.search_budget import TrialEpochBudget
+
+    budget = TrialEpochBudget(3)
+    assert [budget("a", {}), budget("b", {})] == [False, False] and not budget.stop_all()
+    assert budget("a", {}) and budget.stop_all()
+    with pytest.raises(ValueError, match=">= 1"):
+        TrialEpochBudget(0)

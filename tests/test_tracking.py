@@ -16,6 +16,7 @@ from mammo_ray.tracking import (
     artifact_location,
     flatten,
     git_commit,
+    global_tracking_uri,
     tracking_uri,
 )
 
@@ -145,3 +146,15 @@ def test_child_run_names_its_parent_and_a_parent_can_be_resumed(store):
 def test_resuming_an_unknown_run_is_a_config_error(store):
     with pytest.raises(ConfigError, match="no MLflow run 'f00d'"):
         TrainingRun.resume(store, "f00d")
+
+
+def test_global_tracking_uri_restores_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'a.db'}"
+    with global_tracking_uri(uri):
+        assert mlflow.get_tracking_uri() == uri == os.environ["MLFLOW_TRACKING_URI"]
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere.db")
+    with global_tracking_uri(uri):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////elsewhere.db"
