@@ -24,12 +24,13 @@ Ray cluster, and ``--gpus-per-trial 1`` gives each trial one GPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,46 @@ def trainable(config: dict[str, Any], data, base: dict[str, Any], max_epochs: in
     train_trial(full, data, report)
 
 
+PROGRESS_COLUMNS = {
+    "epoch": "epoch",
+    "train_loss": "loss",
+    "val_accuracy": "val acc",
+    "val_balanced_accuracy": "val bacc",
+    "val_macro_f1": "val F1",
+    "images_per_s": "img/s",
+}
+
+
+def _progress_reporter(space, settings):
+    """Tune's table on the terminal: the searched parameters and the metrics that matter,
+    best trial first, refreshed at most every 30 s."""
+    from ray.tune import CLIReporter
+
+    return CLIReporter(
+        metric_columns=PROGRESS_COLUMNS,
+        parameter_columns=_searched_keys(space),
+        metric=settings.metric,
+        mode=settings.mode,
+        sort_by_metric=True,
+        max_report_frequency=30,
+    )
+
+
+@contextlib.contextmanager
+def _legacy_tune_output() -> Iterator[None]:
+    """Use Tune's classic output engine for the block: the new one (Ray >= 2.7) ignores a
+    ``progress_reporter`` and prints every trial's whole config, ~60 constants included."""
+    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT")
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+
+
 def _trial_dirname(trial) -> str:
     """``trial_<id>``: Tune's default folder name spells out every constant of the config."""
     return f"trial_{trial.trial_id}"
@@ -76,6 +117,16 @@ def _trial_dirname(trial) -> str:
 
 def _searched_keys(space) -> list[str]:
     return [p.key for p in space.params] + [k for k, _ in space.grid]
+
+
+def _trial_params(space, config: dict[str, Any]) -> dict[str, Any]:
+    """The searched values of one trial; a conditional parameter only where it was sampled
+    (``optim.momentum`` for SGD), since Tune's config also holds the base's constant value."""
+    params = {k: config[k] for k, _ in space.grid if k in config}
+    for spec in space.params:
+        if spec.key in config and all(config.get(k) == v for k, v in spec.when):
+            params[spec.key] = config[spec.key]
+    return params
 
 
 def _tune_objects(space, settings, seed: int):
@@ -132,12 +183,11 @@ def _trial_record(result, space, metric: str, mode: str) -> dict[str, Any]:
     history = _history(result)
     scored = [h for h in history if h.get(metric) is not None]
     best = (max if mode == "max" else min)(scored, key=lambda h: h[metric]) if scored else None
-    keys = _searched_keys(space)
     return {
         "trial_id": Path(result.path).name,
         "status": "ERROR" if result.error else "TERMINATED",
         "failures": _failures(result),
-        "params": {k: result.config.get(k) for k in keys if k in result.config},
+        "params": _trial_params(space, result.config),
         "best": best,
         "history": history,
         "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:500],
@@ -305,7 +355,7 @@ def run_search(
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
     cpus = cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
     data = prepare_data(space.preprocess_config, data_path, cache_root, workers=total_cpus)
-    timings = {"preprocess_s": time.perf_counter() - start}
+    timings = {"setup_s": time.perf_counter() - start}
 
     uri = tracking_uri(out, mlflow_uri)
     experiment = "mammo_ray"
@@ -366,9 +416,10 @@ def run_search(
                 },
             )
         ],
+        progress_reporter=_progress_reporter(space, settings),
         verbose=1,
     )
-    with global_tracking_uri(uri):
+    with global_tracking_uri(uri), _legacy_tune_output():
         try:
             if resume:
                 tuner = tune.Tuner.restore(tune_dir, trainable=fn, resume_errored=True)

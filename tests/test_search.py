@@ -331,3 +331,14 @@ def test_no_data_and_bad_space_are_one_line_and_exit_2(tmp_path, capsys, monkeyp
     assert run_cli(main, ["--space", str(bad), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "resnet9" in err and len(err.strip().splitlines()) == 1
+
+
+def test_trial_params_keep_a_conditional_parameter_only_where_it_was_sampled():
+    from mammo_ray.search import _trial_params
+
+    space = load_search_space(REPO / "search_spaces" / "default.yaml")
+    constants = {"optim.momentum": 0.9, "optim.lr": 0.01, "epochs": 6}
+    adam = _trial_params(space, {**constants, "optim.name": "adam"})
+    sgd = _trial_params(space, {**constants, "optim.name": "sgd"})
+    assert adam == {"optim.name": "adam", "optim.lr": 0.01}
+    assert sgd == {"optim.name": "sgd", "optim.lr": 0.01, "optim.momentum": 0.9}
