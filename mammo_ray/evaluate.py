@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mammo_ray.cli import run_cli
+from mammo_ray.cli import add_data_argument, resolve_data, run_cli
 from mammo_ray.data.mias import LABELS, MIAS_IMAGE_SHAPE
-from mammo_ray.errors import ConfigError
 
-__all__ = ["evaluate_arrays", "evaluate_checkpoint", "main"]
+__all__ = ["evaluate_arrays", "evaluate_test_split", "evaluate_checkpoint", "main"]
 
 
 def evaluate_arrays(
@@ -71,6 +70,24 @@ def evaluate_arrays(
         title=f"{title} (n={report['n']}, accuracy {report['accuracy']:.3f})",
     )
     return report
+
+
+def evaluate_test_split(
+    model: torch.nn.Module, arrays, out_dir: str | Path, *, title: str, seed: int = 0
+) -> dict[str, Any]:
+    """:func:`evaluate_arrays` on the test rows of a :class:`~mammo_ray.train.TrialArrays`:
+    what a training run and a search do, once, with the checkpoint validation selected."""
+    test = np.asarray(arrays.split.test, dtype=np.int64)
+    return evaluate_arrays(
+        model,
+        arrays.images[test],
+        arrays.labels[test],
+        [arrays.image_ids[i] for i in test],
+        arrays.patient_ids[test],
+        out_dir,
+        title=title,
+        seed=seed,
+    )
 
 
 def evaluate_checkpoint(
@@ -140,22 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bootstrap 95% CIs), predictions.csv and confusion_matrix.png.",
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by training")
-    parser.add_argument(
-        "--data",
-        default=os.environ.get("MAMMO_RAY_DATA"),
-        help="MIAS folder or archive (default: $MAMMO_RAY_DATA)",
-    )
+    add_data_argument(parser)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--cache", default="runs/cache", help="preprocessing cache root")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--address", help="Ray cluster address (default: local Ray)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if not args.data:
-        raise ConfigError("no data: pass --data PATH or set MAMMO_RAY_DATA")
     report = evaluate_checkpoint(
         args.checkpoint,
-        args.data,
+        resolve_data(args.data),
         args.out,
         cache_root=args.cache,
         workers=args.workers,

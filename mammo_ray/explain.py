@@ -51,7 +51,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from torch import nn
 
-from mammo_ray.cli import run_cli
+from mammo_ray.cli import add_data_argument, resolve_data, run_cli
 from mammo_ray.data.mias import LABELS, MIAS_IMAGE_SHAPE, MiasDataset, MiasRecord
 from mammo_ray.errors import ConfigError
 
@@ -666,11 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "MIAS abnormality circles. Cost: about num-samples forward passes per image.",
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by training")
-    parser.add_argument(
-        "--data",
-        default=os.environ.get("MAMMO_RAY_DATA"),
-        help="MIAS folder or archive (default: $MAMMO_RAY_DATA)",
-    )
+    add_data_argument(parser)
     parser.add_argument(
         "--images", type=_image_list, help="comma-separated ids, e.g. mdb001,mdb010"
     )
@@ -685,13 +681,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--address", help="Ray cluster address (default: local Ray)")
     args = parser.parse_args(argv)
-    if not args.data:
-        raise ConfigError("no data: pass --data PATH or set MAMMO_RAY_DATA")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     result = explain_checkpoint(
         args.checkpoint,
-        args.data,
+        resolve_data(args.data),
         args.out,
         image_ids=args.images,
         n=args.n,

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mammo_ray.cli import run_cli
+from mammo_ray.cli import add_data_argument, resolve_data, run_cli
 from mammo_ray.errors import ConfigError
 
 __all__ = ["run_search", "trainable", "main", "build_parser"]
@@ -561,7 +561,7 @@ def _finish_best(
     import numpy as np
 
     from mammo_ray.config import from_dict
-    from mammo_ray.evaluate import evaluate_arrays
+    from mammo_ray.evaluate import evaluate_test_split
     from mammo_ray.models import load_checkpoint, model_from_checkpoint
     from mammo_ray.train import TrainConfig, select_device, trial_arrays
 
@@ -574,12 +574,9 @@ def _finish_best(
     arrays = trial_arrays(cfg, data)
     test = np.asarray(arrays.split.test)
     model = model_from_checkpoint(ckpt).to(select_device())
-    metrics = evaluate_arrays(
+    metrics = evaluate_test_split(
         model,
-        arrays.images[test],
-        arrays.labels[test],
-        [arrays.image_ids[i] for i in test],
-        arrays.patient_ids[test],
+        arrays,
         best_dir,
         title=f"best: {cfg.model.backbone}, {cfg.split.method} split, test",
         seed=cfg.seed,
@@ -667,14 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
             "the held-out test split, explain it with LIME and write report.md. The published "
             "configuration is always the first trial."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--space", default=str(DEFAULT_SPACE), help="search space YAML")
     parser.add_argument(
-        "--data",
-        default=os.environ.get("MAMMO_RAY_DATA"),
-        help="MIAS folder or archive (default: $MAMMO_RAY_DATA)",
+        "--space",
+        default=str(DEFAULT_SPACE),
+        help="search space YAML (default: search_spaces/default.yaml)",
     )
+    add_data_argument(parser)
     parser.add_argument(
         "--set",
         action="append",
@@ -686,55 +682,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-samples", type=int, help="trials to sample (overrides the space)")
     parser.add_argument("--max-epochs", type=int, help="epochs per trial at most (ASHA's max_t)")
     parser.add_argument(
-        "--time-budget", type=float, metavar="S", help="stop starting trials after S seconds"
+        "--time-budget",
+        type=float,
+        metavar="S",
+        help="end the search, running trials too, after S seconds (overrides the space)",
     )
     parser.add_argument(
         "--cpus-per-trial",
         type=float,
         help="CPUs per trial (default: all CPUs / max concurrent trials)",
     )
-    parser.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs per trial")
+    parser.add_argument(
+        "--gpus-per-trial", type=float, default=0, help="GPUs per trial (default: 0)"
+    )
     parser.add_argument(
         "--address", help="Ray cluster: 'auto' or ray://host:10001 (default: local)"
     )
-    parser.add_argument("--name", default="search", help="search name (MLflow run, output folder)")
+    parser.add_argument(
+        "--name",
+        default="search",
+        help="search name: MLflow parent run, output folder (default: search)",
+    )
     parser.add_argument("--out", help="output directory (default: runs/NAME)")
     parser.add_argument(
         "--storage",
         help="Ray Tune storage: a directory, or a URI such as s3://bucket/runs "
         "that every node of a cluster can reach (default: OUT/tune)",
     )
-    parser.add_argument("--cache", default="runs/cache", help="preprocessing cache root")
+    parser.add_argument(
+        "--cache", default="runs/cache", help="preprocessing cache root (default: runs/cache)"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted search of this name without redoing trials",
     )
     parser.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in OUT)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and LIME")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampler and of LIME (default: 0)"
+    )
     parser.add_argument(
         "--explain",
         type=int,
         default=4,
         metavar="N",
-        help="test images to explain with LIME (0: none)",
+        help="test images to explain with LIME (default: 4; 0: none)",
     )
     parser.add_argument(
-        "--lime-samples", type=int, default=300, help="LIME perturbations per image"
+        "--lime-samples", type=int, default=300, help="LIME perturbations per image (default: 300)"
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.data:
-        raise ConfigError(
-            "no MIAS data given: pass --data PATH or set MAMMO_RAY_DATA "
-            "(download it with 'python -m mammo_ray.data fetch')"
-        )
     run_search(
         args.space,
-        args.data,
+        resolve_data(args.data),
         name=args.name,
         overrides=args.set,
         out_dir=args.out,

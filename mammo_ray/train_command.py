@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
+from mammo_ray.cli import add_data_argument, resolve_data
 from mammo_ray.config import apply_overrides, from_dict, load_yaml, to_dict
 from mammo_ray.data.mias import MIAS_IMAGE_SHAPE
-from mammo_ray.errors import ConfigError
 
 __all__ = [
     "SET_ALIASES",
@@ -130,7 +130,7 @@ def run_training(
     """
     from tqdm import tqdm
 
-    from mammo_ray.evaluate import evaluate_arrays
+    from mammo_ray.evaluate import evaluate_test_split
     from mammo_ray.models import load_checkpoint, model_from_checkpoint
     from mammo_ray.plots import plot_training_curves
     from mammo_ray.splits import leakage_report, write_split
@@ -190,13 +190,9 @@ def run_training(
             bar.close()
         plot_training_curves(result["history"], out / "curves.png")
         model = model_from_checkpoint(load_checkpoint(out / "model.pt")).to(select_device())
-        test = list(split.test)
-        metrics = evaluate_arrays(
+        metrics = evaluate_test_split(
             model,
-            arrays.images[test],
-            arrays.labels[test],
-            [arrays.image_ids[i] for i in test],
-            arrays.patient_ids[test],
+            arrays,
             out,
             title=f"{cfg.model.backbone}, {cfg.split.method} split, test",
             seed=cfg.seed,
@@ -315,11 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         "command", nargs="?", choices=["audit"], help="'audit': compare split protocols"
     )
     parser.add_argument("--config", help="training config YAML (default: built-in defaults)")
-    parser.add_argument(
-        "--data",
-        default=os.environ.get("MAMMO_RAY_DATA"),
-        help="MIAS folder or archive (default: $MAMMO_RAY_DATA)",
-    )
+    add_data_argument(parser)
     parser.add_argument(
         "--out", default="runs/train", help="output directory (default: runs/train)"
     )
@@ -352,16 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.data:
-        raise ConfigError(
-            "no MIAS data given: pass --data PATH or set MAMMO_RAY_DATA "
-            "(download it with 'python -m mammo_ray.data fetch')"
-        )
     cfg = load_train_config(args.config, args.set, args.epochs)
     progress = not args.quiet
     data = prepare_data(
         cfg.preprocess,
-        args.data,
+        resolve_data(args.data),
         args.cache,
         workers=args.workers,
         address=args.address,

@@ -133,7 +133,7 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line_and_exit_2(capsys, tmp_path
 def test_no_data_is_one_line_and_exit_2(capsys, checkpoint, tmp_path, monkeypatch):
     monkeypatch.delenv("MAMMO_RAY_DATA", raising=False)
     assert run_cli(main, ["--checkpoint", str(checkpoint), "--out", str(tmp_path)]) == 2
-    assert "no data" in one_line_error(capsys)
+    assert "no MIAS data given" in one_line_error(capsys)
 
 
 def test_checkpoint_with_other_labels_is_a_checkpoint_error(checkpoint, tmp_path):

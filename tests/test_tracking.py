@@ -24,19 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def search_runs(uri: str, experiment: str = "mammo_ray"):
-    """``mlflow.search_runs`` on the store at ``uri``, then the global URI reset.
-
-    ``mlflow.set_tracking_uri`` also sets ``$MLFLOW_TRACKING_URI``, which later runs would
-    follow; it is put back as it was.
-    """
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
+    """``mlflow.search_runs`` on the store at ``uri``, the global URI restored after."""
+    with global_tracking_uri(uri):
         return mlflow.search_runs(experiment_names=[experiment])
-    finally:
-        mlflow.set_tracking_uri(None)
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 @pytest.fixture(scope="module")

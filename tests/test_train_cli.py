@@ -7,7 +7,6 @@ at 32 px (the command then finds the cache by its key and never preprocesses aga
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from mammo_ray.config import load_yaml, to_dict
 from mammo_ray.errors import ConfigError
 from mammo_ray.models import load_checkpoint
 from mammo_ray.preprocess.pipeline import PreprocessConfig, load_cache, run_preprocessing
-from mammo_ray.tracking import git_commit
+from mammo_ray.tracking import git_commit, global_tracking_uri
 from mammo_ray.train_command import AUDIT_ARMS, SET_ALIASES, load_train_config, main
 from tests.data.mias_factory import mias_files, write_mias
 
@@ -94,19 +93,9 @@ def synthetic(ray_local, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def search_runs(uri: str, experiment: str = "mammo_ray"):
-    """``mlflow.search_runs`` on the store at ``uri``, then the global URI reset.
-
-    ``mlflow.set_tracking_uri`` also sets ``$MLFLOW_TRACKING_URI``, which later runs would
-    follow; it is put back as it was.
-    """
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
+    """``mlflow.search_runs`` on the store at ``uri``, the global URI restored after."""
+    with global_tracking_uri(uri):
         return mlflow.search_runs(experiment_names=[experiment])
-    finally:
-        mlflow.set_tracking_uri(None)
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def one_line_error(capsys) -> str:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from collections import Counter
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from mammo_ray.cli import run_cli
+from mammo_ray.cli import add_data_argument, resolve_data, run_cli
 from mammo_ray.data.fetch import MIAS_IMAGE_COUNT, MIAS_URL, default_dest, fetch_mias
 from mammo_ray.data.mias import (
     CLASS_CODES,
@@ -26,11 +25,8 @@ from mammo_ray.data.mias import (
     MiasDataset,
     load_mias,
 )
-from mammo_ray.errors import ConfigError
 
 __all__ = ["main", "summary_text"]
-
-_DATA_ENV = "MAMMO_RAY_DATA"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> list[str]:
@@ -95,13 +91,7 @@ def summary_text(dataset: MiasDataset) -> str:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    data = args.data or os.environ.get(_DATA_ENV)
-    if not data:
-        raise ConfigError(
-            f"no MIAS data given: pass --data PATH or set {_DATA_ENV} "
-            "(download MIAS with `python -m mammo_ray.data fetch`)"
-        )
-    print(summary_text(load_mias(data, scheme=args.scheme)))
+    print(summary_text(load_mias(resolve_data(args.data), scheme=args.scheme)))
     return 0
 
 
@@ -155,9 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "and patients, then images per label, background tissue, severity and class."
         ),
     )
-    summary.add_argument(
-        "--data", help=f"MIAS directory or archive (default: ${_DATA_ENV})", metavar="PATH"
-    )
+    add_data_argument(summary)
     summary.add_argument(
         "--scheme", choices=list(LABEL_SCHEMES), default="paper", help="label scheme (paper)"
     )

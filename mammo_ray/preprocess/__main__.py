@@ -8,20 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mammo_ray.cli import run_cli
-from mammo_ray.errors import ConfigError
-
-DATA_HINT = (
-    "no MIAS data given: pass --data PATH or set MAMMO_RAY_DATA "
-    "(download it with 'python -m mammo_ray.data fetch')"
-)
-
-
-def _data_path(value: str | None) -> Path:
-    value = value or os.environ.get("MAMMO_RAY_DATA")
-    if not value:
-        raise ConfigError(DATA_HINT)
-    return Path(value)
+from mammo_ray.cli import add_data_argument, resolve_data, run_cli
 
 
 def load_preprocess_config(path: str | None, sizes: Sequence[int] | None, overrides: Sequence[str]):
@@ -55,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         result = run_preprocessing(
-            _data_path(args.data),
+            resolve_data(args.data),
             cfg,
             args.out,
             workers=args.workers,
@@ -75,7 +62,7 @@ def _quality(args: argparse.Namespace) -> int:
 
     cfg = load_preprocess_config(args.config, None, args.set)
     table = quality_table(
-        _data_path(args.data), cfg, limit=args.limit, workers=args.workers, address=args.address
+        resolve_data(args.data), cfg, limit=args.limit, workers=args.workers, address=args.address
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", help="MIAS folder or archive (default: $MAMMO_RAY_DATA)")
+        add_data_argument(p)
         p.add_argument(
             "--config",
             help="YAML of preprocessing settings (or a training config with a preprocess: section)",
