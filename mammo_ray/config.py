@@ -33,6 +33,7 @@ __all__ = [
     "load_yaml",
     "apply_overrides",
     "set_dotted",
+    "flatten_dotted",
     "to_dict",
     "config_key",
     "load_config",
@@ -203,6 +204,20 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             raise ConfigError(f"{part!r} is not a section")
         node = child
     node[parts[-1]] = value
+
+
+def flatten_dotted(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The inverse of :func:`set_dotted`: ``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``.
+
+    Only mappings are opened; lists and other values stay values.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from mammo_ray.cli import run_cli
+from mammo_ray.config import flatten_dotted
 from mammo_ray.errors import ConfigError
 from mammo_ray.plots import plot_confusion_matrix, plot_metric_by_epoch
 
@@ -214,19 +215,9 @@ def _link(figures_dir: str | PurePosixPath, name: str) -> str:
     return quote(str(PurePosixPath(figures_dir) / name))
 
 
-def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _params(trial: Mapping[str, Any]) -> dict[str, Any]:
     params = trial.get("params")
-    return _flat(params) if isinstance(params, Mapping) else {}
+    return flatten_dotted(params) if isinstance(params, Mapping) else {}
 
 
 def _best_value(trial: Mapping[str, Any], key: str) -> float | None:

@@ -50,18 +50,17 @@ TRIAL_COLUMNS = (
 )
 
 
-def trainable(config: dict[str, Any], data, base: dict[str, Any], max_epochs: int) -> None:
-    """The Ray Tune function trainable: one ``train_trial`` with ``tune.report`` as reporter."""
+def trainable(config: dict[str, Any], data, space, max_epochs: int) -> None:
+    """The Ray Tune function trainable: one ``train_trial`` with ``tune.report`` as reporter.
+
+    ``config`` holds dotted keys (Optuna's sample and the constants, or a grid point);
+    :meth:`~mammo_ray.search_space.SearchSpace.config_for` turns it into the trial's config.
+    """
     from ray import tune
 
-    from mammo_ray.config import set_dotted
-    from mammo_ray.search_space import to_dict_copy
     from mammo_ray.train import train_trial
 
-    full = to_dict_copy(base)
-    for key, value in config.items():
-        set_dotted(full, key, value)
-    full["epochs"] = min(full["epochs"], max_epochs)
+    full = space.config_for(config, max_epochs)
 
     def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
         ckpt = tune.Checkpoint.from_directory(str(Path(checkpoint).parent)) if checkpoint else None
@@ -134,9 +133,9 @@ def _tune_objects(space, settings, seed: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from mammo_ray.search_space import flatten_config
+    from mammo_ray.config import flatten_dotted
 
-    constants = flatten_config(space.base)
+    constants = flatten_dotted(space.base)
     scheduler = None
     if settings.scheduler == "asha":
         scheduler = ASHAScheduler(
@@ -354,7 +353,9 @@ def run_search(
             ray.init(include_dashboard=False, log_to_driver=False)
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
     cpus = cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
-    data = prepare_data(space.preprocess_config, data_path, cache_root, workers=total_cpus)
+    data = prepare_data(
+        space.preprocess_config, data_path, cache_root, workers=total_cpus, progress=True
+    )
     timings = {"setup_s": time.perf_counter() - start}
 
     uri = tracking_uri(out, mlflow_uri)
@@ -388,7 +389,7 @@ def run_search(
 
     param_space, search_alg, scheduler = _tune_objects(space, settings, seed)
     fn = tune.with_resources(
-        tune.with_parameters(trainable, data=data, base=space.base, max_epochs=settings.max_epochs),
+        tune.with_parameters(trainable, data=data, space=space, max_epochs=settings.max_epochs),
         {"cpu": cpus, "gpu": gpus_per_trial},
     )
     run_config = tune.RunConfig(
@@ -528,7 +529,9 @@ def _finish_search(
             seed=seed,
         )
     summary["timings"] = timings | {"finish_s": time.perf_counter() - finish_start}
-    (out / "search.json").write_text(json.dumps(summary, indent=1, default=str))
+    staged = out / "search.json.tmp"
+    staged.write_text(json.dumps(summary, indent=1, default=str))
+    staged.replace(out / "search.json")  # whole or absent, never half-written
     _write_trials_csv(out / "trials.csv", trials, settings.metric)
     _write_report(out)
     parent.log_artifacts([out / n for n in ("search.json", "trials.csv", "report.md")])

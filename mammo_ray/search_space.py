@@ -24,6 +24,7 @@ the cache is built once, holding every ``input_size`` the space can pick.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -31,7 +32,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from mammo_ray.config import apply_overrides, from_dict, load_yaml, set_dotted, to_dict
+from mammo_ray.config import (
+    apply_overrides,
+    flatten_dotted,
+    from_dict,
+    load_yaml,
+    set_dotted,
+    to_dict,
+)
 from mammo_ray.errors import ConfigError, SearchSpaceError
 
 __all__ = [
@@ -39,7 +47,6 @@ __all__ = [
     "SearchSettings",
     "SearchSpace",
     "load_search_space",
-    "flatten_config",
     "PUBLISHED_CONFIG",
 ]
 
@@ -125,12 +132,16 @@ class SearchSpace:
         where = f"{self.path}: preprocess"
         return from_dict(PreprocessConfig, self.base["preprocess"], where=where)
 
-    def config_for(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The full training-config dict of one trial: base with ``values`` (dotted keys) set."""
-        data = to_dict_copy(self.base)
+    def config_for(
+        self, values: Mapping[str, Any], max_epochs: int | None = None
+    ) -> dict[str, Any]:
+        """The full training-config dict of one trial: base with ``values`` (dotted keys) set,
+        ``epochs`` capped at ``max_epochs`` (default: the space's ``search.max_epochs``)."""
+        cap = max_epochs or self.settings.max_epochs
+        data = copy.deepcopy(self.base)
         for key, value in values.items():
             set_dotted(data, key, value)
-        data["epochs"] = min(data.get("epochs", self.settings.max_epochs), self.settings.max_epochs)
+        data["epochs"] = min(data.get("epochs", cap), cap)
         return data
 
     def define_by_run(self, trial) -> dict[str, Any]:
@@ -139,7 +150,7 @@ class SearchSpace:
         for spec in self.params:
             if all(sampled.get(k) == v for k, v in spec.when):
                 sampled[spec.key] = spec.suggest(trial)
-        return {k: v for k, v in flatten_config(self.base).items() if k not in sampled}
+        return {k: v for k, v in flatten_dotted(self.base).items() if k not in sampled}
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid's values (dotted keys)."""
@@ -151,12 +162,12 @@ class SearchSpace:
 
     def published_point(self) -> dict[str, Any]:
         """The published configuration's value of every searched key (the first trial)."""
-        published = flatten_config(load_yaml(PUBLISHED_CONFIG))
+        published = flatten_dotted(load_yaml(PUBLISHED_CONFIG))
         point: dict[str, Any] = {}
         for spec in self.params:
             if not all(point.get(k) == v for k, v in spec.when):
                 continue
-            value = published.get(spec.key, flatten_config(self.base).get(spec.key))
+            value = published.get(spec.key, flatten_dotted(self.base).get(spec.key))
             if spec.kind == "choice" and value not in spec.values:
                 raise SearchSpaceError(
                     f"{self.path}: params.{spec.key}: the published value {value!r} is not among "
@@ -169,21 +180,6 @@ class SearchSpace:
                 )
             point[spec.key] = value
         return point
-
-
-def to_dict_copy(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: to_dict_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-
-
-def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}`` (lists stay values)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _param(key: str, spec: Any, where: str) -> ParamSpec:
@@ -312,7 +308,7 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
     sizes |= {v for spec in params if spec.key == "input_size" for v in spec.values}
     sizes |= {v for key, values in grid if key == "input_size" for v in values}
     set_dotted(base, "preprocess.sizes", sorted(sizes))
-    base_cfg = from_dict_safe(base, path)
+    base_cfg = _completed_base(base, path)
     space = SearchSpace(path, base_cfg, params, grid, settings, enqueue)
     _check_configs(space)
     if enqueue and params:
@@ -320,7 +316,7 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
     return space
 
 
-def from_dict_safe(base: dict[str, Any], path: Path) -> dict[str, Any]:
+def _completed_base(base: dict[str, Any], path: Path) -> dict[str, Any]:
     """The base config completed with TrainConfig's defaults (sizes widened later)."""
     from mammo_ray.train import TrainConfig
 

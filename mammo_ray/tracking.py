@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from mammo_ray.config import flatten_dotted
 from mammo_ray.errors import ConfigError
 
 __all__ = [
@@ -69,16 +70,9 @@ def artifact_location(uri: str) -> str | None:
     return (database.parent / "mlartifacts").as_uri() if database.is_absolute() else None
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": "1", "c": "[1, 2]"}``."""
-    flat: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
+def flatten(data: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params: ``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": "1", "c": "[1, 2]"}``."""
+    return {key: str(value) for key, value in flatten_dotted(data).items()}
 
 
 def git_commit(path: str | Path = ".") -> str | None:

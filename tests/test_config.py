@@ -5,7 +5,15 @@ from typing import Literal
 
 import pytest
 
-from mammo_ray.config import apply_overrides, config_key, from_dict, load_config, to_dict
+from mammo_ray.config import (
+    apply_overrides,
+    config_key,
+    flatten_dotted,
+    from_dict,
+    load_config,
+    set_dotted,
+    to_dict,
+)
 from mammo_ray.errors import ConfigError
 
 
@@ -77,3 +85,13 @@ def test_config_key_is_stable_and_sensitive():
     assert config_key(a) != config_key(Outer(inner=Inner(window=5)))
     assert config_key(a, "fingerprint-1") != config_key(a, "fingerprint-2")
     assert len(config_key(a)) == 16
+
+
+def test_flatten_dotted_inverts_set_dotted():
+    data = {"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}
+    flat = flatten_dotted(data)
+    assert flat == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
+    rebuilt: dict = {}
+    for key, value in flat.items():
+        set_dotted(rebuilt, key, value)
+    assert rebuilt == data
