@@ -11,7 +11,7 @@ PRETRAINED ?= imagenet
 SEARCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv search test lint bench clean
+.PHONY: venv search test test-fast lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ search: venv
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit tests only (no Ray cluster, no MIAS subset, no training runs): the edit-test loop.
+test-fast: venv
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

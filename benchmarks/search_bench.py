@@ -36,10 +36,10 @@ from typing import Any
 
 import yaml
 
-from mammo_ray.search import run_search
-from mammo_ray.search_space import load_search_space
-from mammo_ray.train import train_trial
-from mammo_ray.train_command import prepare_data
+from mammo_ray.learn.trial import train_trial
+from mammo_ray.preprocess.prepared import prepare_data
+from mammo_ray.search.run import run_search
+from mammo_ray.search.space import load_search_space
 
 SPACE = Path(__file__).resolve().parent / "search_bench_space.yaml"
 METRIC = "val_balanced_accuracy"

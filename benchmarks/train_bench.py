@@ -6,9 +6,10 @@ Measures, in one run, on ResNet-18 (``pretrained: none``, 1 input channel, 3 cla
 
 (1) a plain fp32 PyTorch loop on random float tensors: NCHW, no autocast, Adam;
 (2) a bare bf16 + channels_last loop on the same uint8 images the project loop trains on,
-    normalised up front (autocast dtype from :func:`mammo_ray.train.autocast_dtype`);
-(3) the project's ``train_trial`` on a :class:`~mammo_ray.train.PreparedData` of random uint8
-    arrays (a real CacheManifest with synthetic records), image-level split, with
+    normalised up front (autocast dtype from :func:`mammo_ray.learn.inference.autocast_dtype`);
+(3) the project's ``train_trial`` on a
+    :class:`~mammo_ray.preprocess.prepared.PreparedData` of random uint8 arrays (a real
+    CacheManifest with synthetic records), image-level split, with
     ``augment.mode`` ``none`` (same tensors as (2): the data path's cost), ``x5`` (the
     published configuration) and ``online`` (a random affine warp per batch).
 
@@ -37,16 +38,12 @@ from torch import nn
 
 from mammo_ray.config import to_dict
 from mammo_ray.data.mias import LABELS, MiasRecord
-from mammo_ray.models import GRAY_MEAN, GRAY_STD, ModelConfig, build_model
+from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.inference import autocast_dtype, cpu_threads, select_device
+from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD, ModelConfig, build_model
+from mammo_ray.learn.trial import train_trial
 from mammo_ray.preprocess.pipeline import CacheManifest, PreprocessConfig
-from mammo_ray.train import (
-    PreparedData,
-    TrainConfig,
-    autocast_dtype,
-    cpu_threads,
-    select_device,
-    train_trial,
-)
+from mammo_ray.preprocess.prepared import PreparedData
 
 TARGET_SPEEDUP = 2.5
 TARGET_OVERHEAD = 0.10

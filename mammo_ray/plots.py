@@ -47,7 +47,7 @@ def plot_confusion_matrix(
 
     Parameters
     ----------
-    cm : (C, C) non-negative matrix, e.g. ``classification_report(...)["confusion_matrix"]``.
+    cm : (C, C) non-negative matrix, e.g. ``classification_metrics(...)["confusion_matrix"]``.
     labels : C class names.
     path : PNG file to write; missing parent folders are created.
     title : figure title.

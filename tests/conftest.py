@@ -11,6 +11,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MIAS_DEV = REPO_ROOT.parent / "shared" / "data" / "mias" / "mias-dev.tar.gz"
 
 
+SLOW_FIXTURES = frozenset({"ray_local", "mias_dev_path"})
+"""A test that starts Ray or reads the real MIAS subset is ``slow`` whether or not it says so."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every integration test and every test using a fixture of SLOW_FIXTURES,
+    so that ``make test-fast`` (``-m "not slow"``) runs the unit tests only."""
+    for item in items:
+        if item.get_closest_marker("integration") or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def mias_dev_path() -> Path:
     """Path of the shared 258-image MIAS subset; fails in CI when missing, skips elsewhere."""

@@ -2,7 +2,7 @@
 
 :func:`write_search_dir` writes ``search.json`` (several backbones, a partly filled
 segmentation x augmentation grid, a failed trial), ``best/metrics.json`` from
-:func:`mammo_ray.metrics.classification_report` on known predictions,
+:func:`mammo_ray.learn.metrics.classification_metrics` on known predictions,
 ``best/confusion_matrix.png``, ``explain/lime.json`` with tiny PNGs, ``audit.json`` and
 ``quality.csv``; each optional part can be left out. The numbers are chosen so that every
 table of the report has a known answer (see the constants below).
@@ -18,7 +18,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 
-from mammo_ray.metrics import classification_report
+from mammo_ray.learn.metrics import classification_metrics
 
 __all__ = [
     "LABELS",
@@ -191,7 +191,7 @@ def write_search_dir(
     (root / "search.json").write_text(json.dumps(search, indent=2), encoding="utf-8")
     if best:
         proba = np.eye(len(LABELS))[Y_PRED] * 0.8 + 0.2 / len(LABELS)
-        metrics = classification_report(Y_TRUE, Y_PRED, proba, LABELS, PATIENTS, n_boot=200)
+        metrics = classification_metrics(Y_TRUE, Y_PRED, proba, LABELS, PATIENTS, n_boot=200)
         (root / "best").mkdir(exist_ok=True)
         (root / "best" / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
         if confusion_png:

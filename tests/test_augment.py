@@ -8,7 +8,9 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from mammo_ray.augment import (
+from mammo_ray.config import from_dict
+from mammo_ray.errors import ConfigError
+from mammo_ray.learn.augment import (
     AffineParams,
     AugmentConfig,
     affine_theta,
@@ -19,8 +21,6 @@ from mammo_ray.augment import (
     sample_affine_params,
     warp_affine,
 )
-from mammo_ray.config import from_dict
-from mammo_ray.errors import ConfigError
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

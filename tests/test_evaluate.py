@@ -13,10 +13,11 @@ import torch
 
 from mammo_ray.cli import run_cli
 from mammo_ray.errors import CheckpointError
-from mammo_ray.evaluate import evaluate_arrays, evaluate_checkpoint, main
-from mammo_ray.metrics import read_predictions_csv
-from mammo_ray.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
-from mammo_ray.train_command import main as train_main
+from mammo_ray.learn.checkpoint import load_checkpoint, save_checkpoint
+from mammo_ray.learn.evaluate import evaluate_arrays, evaluate_checkpoint, main
+from mammo_ray.learn.metrics import read_predictions_csv
+from mammo_ray.learn.models import ModelConfig, build_model
+from mammo_ray.learn.run import main as train_main
 from tests.test_train_cli import (
     N_FILMS,
     PUBLISHED,

@@ -14,18 +14,13 @@ from torch import nn
 from mammo_ray.config import to_dict
 from mammo_ray.data.mias import LABELS, MiasRecord, RoiCircle, load_mias
 from mammo_ray.errors import ConfigError
-from mammo_ray.explain import (
-    explain_images,
-    explanation_figure,
-    format_table,
-    input_circles,
-    main,
-    map_circles,
-    positive_weight_in_circles,
-    select_images,
-    slic_superpixels,
-)
-from mammo_ray.models import ModelConfig, build_model, save_checkpoint
+from mammo_ray.explain.circles import input_circles, map_circles, positive_weight_in_circles
+from mammo_ray.explain.command import format_table, main
+from mammo_ray.explain.figure import explanation_figure
+from mammo_ray.explain.lime_images import explain_images, select_images
+from mammo_ray.explain.superpixels import slic_superpixels
+from mammo_ray.learn.checkpoint import save_checkpoint
+from mammo_ray.learn.models import ModelConfig, build_model
 from mammo_ray.preprocess.pipeline import (
     PreprocessConfig,
     load_cache,
@@ -161,7 +156,7 @@ def test_segmented_circles_follow_crop_pad_and_resize_to_the_lesion():
 
 @pytest.mark.parametrize("segmentation", [True, False])
 def test_input_circles_land_on_the_lesion_of_the_model_input(tmp_path, segmentation):
-    from mammo_ray.train import TrainConfig
+    from mammo_ray.learn.config import TrainConfig
 
     shape = (128, 128)
     dataset = load_mias(write_mias(tmp_path / "mias", mias_files(shape=shape)), image_shape=shape)
@@ -381,7 +376,7 @@ def test_select_images_rejects_bad_selections(ids, n, message):
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
     """A checkpoint whose config preprocesses at 32 px; its model is never run here."""
-    from mammo_ray.train import TrainConfig
+    from mammo_ray.learn.config import TrainConfig
 
     config = TrainConfig(
         input_size=32,
@@ -438,9 +433,9 @@ def test_cli_without_data_is_an_error(tmp_path, checkpoint, capsys, monkeypatch)
 
 @pytest.mark.integration
 def test_cli_on_the_real_subset_at_32_px(tmp_path, mias_dev_path, ray_local, capsys):
+    from mammo_ray.learn.config import TrainConfig
     from mammo_ray.preprocess.enhance import enhance
     from mammo_ray.preprocess.segment import segment
-    from mammo_ray.train import TrainConfig
 
     config = TrainConfig(
         input_size=32,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from mammo_ray.metrics import (
-    classification_report,
+from mammo_ray.learn.metrics import (
+    classification_metrics,
     patient_bootstrap_ci,
     per_class_metrics,
     predictions_table,
@@ -60,7 +60,7 @@ def _assert_plain_json_types(value: object) -> None:
 
 
 def test_per_class_metrics_of_hand_computed_example():
-    report = classification_report(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, n_boot=10)
+    report = classification_metrics(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, n_boot=10)
     assert report["confusion_matrix"] == [[2, 1, 1], [1, 2, 0], [0, 0, 3]]
     normal, mass, calc = (report["per_class"][name] for name in LABELS)
     assert (normal["tp"], normal["tn"], normal["fp"], normal["fn"]) == (2, 5, 1, 2)
@@ -94,7 +94,7 @@ def test_paper_table2_matrix_recomputed():
 
     # The paper's FP 12/1/4 and FN 1/8/8 follow from rows = predicted, columns = true.
     y_true, y_pred = _from_matrix(paper.T)
-    report = classification_report(y_true, y_pred, _onehot(y_pred), names, n_boot=10)
+    report = classification_metrics(y_true, y_pred, _onehot(y_pred), names, n_boot=10)
     assert report["n"] == 322
     rows = report["per_class"]
     assert [rows[n]["tp"] for n in names] == [192, 24, 89]
@@ -134,7 +134,7 @@ def test_scores_agree_with_sklearn():
     y_true, y_pred = _noisy_predictions(300, 0.7, seed=1)
     proba = np.random.default_rng(2).dirichlet(np.ones(3), 300) + _onehot(y_pred)
     proba /= proba.sum(axis=1, keepdims=True)
-    report = classification_report(y_true, y_pred, proba, LABELS, n_boot=10)
+    report = classification_metrics(y_true, y_pred, proba, LABELS, n_boot=10)
     assert report["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
     assert report["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
     per_class_f1 = f1_score(y_true, y_pred, average=None)
@@ -150,7 +150,7 @@ def test_auc_is_none_for_a_class_absent_from_y_true():
     y_pred = [0, 2, 1, 1, 0, 0]
     proba = np.array([[0.9, 0.05, 0.05], [0.2, 0.2, 0.6], [0.1, 0.8, 0.1]] * 2)
     with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
-        report = classification_report(y_true, y_pred, proba, LABELS, n_boot=10)
+        report = classification_metrics(y_true, y_pred, proba, LABELS, n_boot=10)
     assert report["auc_ovr"]["calc"] is None
     assert report["auc_ovr"]["normal"] is not None and report["auc_ovr"]["mass"] is not None
     defined = [report["auc_ovr"]["normal"], report["auc_ovr"]["mass"]]
@@ -159,7 +159,7 @@ def test_auc_is_none_for_a_class_absent_from_y_true():
 
 def test_auc_is_none_everywhere_when_y_true_holds_one_class():
     with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
-        report = classification_report([1, 1, 1], [1, 0, 1], _onehot([1, 0, 1]), LABELS, n_boot=10)
+        report = classification_metrics([1, 1, 1], [1, 0, 1], _onehot([1, 0, 1]), LABELS, n_boot=10)
     assert report["auc_ovr"] == {"normal": None, "mass": None, "calc": None, "macro": None}
 
 
@@ -169,7 +169,7 @@ def test_auc_is_none_everywhere_when_y_true_holds_one_class():
 def test_bootstrap_ci_contains_the_point_estimate():
     y_true, y_pred = _noisy_predictions(200, 0.8, seed=3)
     groups = np.arange(200) // 2
-    report = classification_report(y_true, y_pred, _onehot(y_pred), LABELS, groups=groups)
+    report = classification_metrics(y_true, y_pred, _onehot(y_pred), LABELS, groups=groups)
     for key in ("accuracy", "balanced_accuracy"):
         low, high = report["ci95"][key]
         assert low < report[key] < high
@@ -229,13 +229,13 @@ def test_patient_bootstrap_is_wider_when_both_films_agree():
 
 def test_perfect_predictions_give_a_degenerate_interval():
     y = np.array([0, 1, 2, 2, 1, 0, 0, 0])
-    report = classification_report(y, y, _onehot(y), LABELS, groups=[0, 0, 1, 1, 2, 2, 3, 3])
+    report = classification_metrics(y, y, _onehot(y), LABELS, groups=[0, 0, 1, 1, 2, 2, 3, 3])
     assert report["ci95"]["accuracy"] == [1.0, 1.0]
     assert report["ci95"]["balanced_accuracy"] == [1.0, 1.0]
 
 
 def test_image_level_bootstrap_is_named_as_such():
-    report = classification_report(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, n_boot=50)
+    report = classification_metrics(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, n_boot=50)
     assert report["ci95"]["n_groups"] == 10
     assert report["ci95"]["method"] == (
         "image (each image its own group) bootstrap, 50 resamples, percentile"
@@ -247,7 +247,7 @@ def test_image_level_bootstrap_is_named_as_such():
 
 def test_metrics_json_has_exactly_the_required_keys(tmp_path):
     groups = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
-    report = classification_report(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, groups)
+    report = classification_metrics(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, groups)
     _assert_plain_json_types(report)
     path = write_metrics_json(tmp_path / "run" / "metrics.json", report)
     loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -334,7 +334,7 @@ def test_json_confusion_matrix_agrees_with_csv_counts(tmp_path):
     proba = _onehot(y_pred)
     ids = [f"mdb{i:03d}" for i in range(60)]
     write_predictions_csv(tmp_path / "predictions.csv", ids, y_true, y_pred, proba, LABELS)
-    report = classification_report(y_true, y_pred, proba, LABELS, groups=np.arange(60) // 2)
+    report = classification_metrics(y_true, y_pred, proba, LABELS, groups=np.arange(60) // 2)
     write_metrics_json(tmp_path / "metrics.json", report)
 
     with open(tmp_path / "predictions.csv", encoding="utf-8") as handle:
@@ -345,7 +345,7 @@ def test_json_confusion_matrix_agrees_with_csv_counts(tmp_path):
         for j, pred in enumerate(LABELS):
             assert cm[i][j] == pairs[(true, pred)]
     back = read_predictions_csv(tmp_path / "predictions.csv")
-    again = classification_report(back.y_true, back.y_pred, back.proba, back.labels, n_boot=10)
+    again = classification_metrics(back.y_true, back.y_pred, back.proba, back.labels, n_boot=10)
     assert again["confusion_matrix"] == cm
 
 
@@ -370,12 +370,12 @@ def test_json_confusion_matrix_agrees_with_csv_counts(tmp_path):
 )
 def test_report_rejects_bad_inputs(y_true, y_pred, proba, labels, message):
     with pytest.raises(ValueError, match=message):
-        classification_report(y_true, y_pred, proba, labels, n_boot=10)
+        classification_metrics(y_true, y_pred, proba, labels, n_boot=10)
 
 
 def test_report_rejects_groups_of_wrong_length():
     with pytest.raises(ValueError, match="one entry per image"):
-        classification_report([0, 1], [0, 1], np.ones((2, 3)), LABELS, groups=[0])
+        classification_metrics([0, 1], [0, 1], np.ones((2, 3)), LABELS, groups=[0])
 
 
 @pytest.mark.parametrize(

@@ -16,17 +16,19 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import mammo_ray
 from mammo_ray.config import from_dict, to_dict
 from mammo_ray.errors import CheckpointError, ConfigError, ModelError
-from mammo_ray.models import (
+from mammo_ray.learn.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from mammo_ray.learn.models import (
     BACKBONES,
     GRAY_MEAN,
     GRAY_STD,
-    Checkpoint,
     ModelConfig,
     build_model,
-    load_checkpoint,
-    model_from_checkpoint,
     resolve_pretrained,
-    save_checkpoint,
 )
 
 LABELS = ["normal", "mass", "calc"]

@@ -11,19 +11,15 @@ import pytest
 
 from mammo_ray.cli import run_cli
 from mammo_ray.errors import ConfigError
-from mammo_ray.report import (
+from mammo_ray.report.cells import validation_accuracy_series
+from mammo_ray.report.document import main, write_report
+from mammo_ray.report.inputs import load_inputs
+from mammo_ray.report.paper import PAPER_BACKBONES, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4
+from mammo_ray.report.sections import (
     CONFUSION_MATRIX_NAME,
     FIGURE6_NAME,
     MAX_LIME_FIGURES,
-    PAPER_BACKBONES,
-    PAPER_TABLE2,
-    PAPER_TABLE3,
-    PAPER_TABLE4,
     build_report,
-    load_inputs,
-    main,
-    validation_accuracy_series,
-    write_report,
 )
 from tests.report_fixtures import LIME_IMAGES, make_trial, write_search_dir
 
@@ -295,7 +291,7 @@ def test_load_inputs_reads_every_part(tmp_path):
 
 
 def test_paper_constants_cover_the_project_backbones():
-    from mammo_ray.models import BACKBONES
+    from mammo_ray.learn.models import BACKBONES
 
     assert set(PAPER_BACKBONES) == set(BACKBONES)
     for key, name in PAPER_BACKBONES.items():

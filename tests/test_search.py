@@ -28,8 +28,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from mammo_ray.cli import run_cli
-from mammo_ray.search import main
-from mammo_ray.search_space import load_search_space
+from mammo_ray.search.run import main
+from mammo_ray.search.space import load_search_space
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
@@ -334,11 +334,11 @@ def test_no_data_and_bad_space_are_one_line_and_exit_2(tmp_path, capsys, monkeyp
 
 
 def test_trial_params_keep_a_conditional_parameter_only_where_it_was_sampled():
-    from mammo_ray.search import _trial_params
+    from mammo_ray.search.results import trial_params
 
     space = load_search_space(REPO / "search_spaces" / "default.yaml")
     constants = {"optim.momentum": 0.9, "optim.lr": 0.01, "epochs": 6}
-    adam = _trial_params(space, {**constants, "optim.name": "adam"})
-    sgd = _trial_params(space, {**constants, "optim.name": "sgd"})
+    adam = trial_params(space, {**constants, "optim.name": "adam"})
+    sgd = trial_params(space, {**constants, "optim.name": "sgd"})
     assert adam == {"optim.name": "adam", "optim.lr": 0.01}
     assert sgd == {"optim.name": "sgd", "optim.lr": 0.01, "optim.momentum": 0.9}

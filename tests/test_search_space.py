@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from mammo_ray.errors import SearchSpaceError
-from mammo_ray.search_space import load_search_space
+from mammo_ray.search.space import load_search_space
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
@@ -121,7 +121,7 @@ def test_sampler_and_trial_epoch_budget_settings(tmp_path):
 
 
 def test_trial_epoch_budget_stops_every_trial_once_spent():
-    from mammo_ray.search_budget import TrialEpochBudget
+    from mammo_ray.search.tune import TrialEpochBudget
 
     budget = TrialEpochBudget(3)
     assert [budget("a", {}), budget("b", {})] == [False, False] and not budget.stop_all()

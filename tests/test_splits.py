@@ -9,7 +9,7 @@ import pytest
 
 from mammo_ray.config import from_dict
 from mammo_ray.errors import ConfigError
-from mammo_ray.splits import (
+from mammo_ray.learn.splits import (
     Split,
     SplitConfig,
     kfold_splits,

@@ -14,23 +14,21 @@ import torch
 from mammo_ray.config import from_dict, to_dict
 from mammo_ray.data.mias import LABELS, MiasRecord
 from mammo_ray.errors import CacheError, ConfigError, MammoRayError
-from mammo_ray.models import ModelConfig, build_model, load_checkpoint, model_from_checkpoint
-from mammo_ray.preprocess.pipeline import CacheManifest, PreprocessConfig
-from mammo_ray.train import (
-    OptimConfig,
-    PreparedData,
-    TrainConfig,
+from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
+from mammo_ray.learn.config import OptimConfig, TrainConfig
+from mammo_ray.learn.inference import autocast_dtype, cpu_threads, predict
+from mammo_ray.learn.models import ModelConfig, build_model
+from mammo_ray.learn.trial import (
     TrainingDiverged,
     _class_weights,
     _steps_per_epoch,
-    autocast_dtype,
-    cpu_threads,
     improves,
-    predict,
     train_trial,
     trial_arrays,
     validation_metrics,
 )
+from mammo_ray.preprocess.pipeline import CacheManifest, PreprocessConfig
+from mammo_ray.preprocess.prepared import PreparedData
 
 SIZE = 32
 N_FILMS = 40

@@ -19,10 +19,11 @@ from mlflow.tracking import MlflowClient
 from mammo_ray.cli import run_cli
 from mammo_ray.config import load_yaml, to_dict
 from mammo_ray.errors import ConfigError
-from mammo_ray.models import load_checkpoint
+from mammo_ray.learn.checkpoint import load_checkpoint
+from mammo_ray.learn.config import SET_ALIASES, load_train_config
+from mammo_ray.learn.run import AUDIT_ARMS, main
 from mammo_ray.preprocess.pipeline import PreprocessConfig, load_cache, run_preprocessing
 from mammo_ray.tracking import git_commit, global_tracking_uri
-from mammo_ray.train_command import AUDIT_ARMS, SET_ALIASES, load_train_config, main
 from tests.data.mias_factory import mias_files, write_mias
 
 REPO = Path(__file__).resolve().parents[1]

@@ -49,6 +49,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 __all__ = [
+    "AugmentMode",
     "AugmentConfig",
     "AffineParams",
     "sample_affine_params",
@@ -61,7 +62,10 @@ __all__ = [
     "expand_offline",
 ]
 
+
 AugmentMode = Literal["none", "online", "x5"]
+
+
 _MODES = ("none", "online", "x5")
 
 

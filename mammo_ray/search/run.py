@@ -24,258 +24,59 @@ Ray cluster, and ``--gpus-per-trial 1`` gives each trial one GPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
+import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mammo_ray.cli import add_data_argument, resolve_data, run_cli
+import mlflow
+import numpy as np
+import ray
+from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+from mammo_ray.cli import add_data_argument, resolve_data
+from mammo_ray.config import from_dict
+from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
-
-__all__ = ["run_search", "trainable", "main", "build_parser"]
-
-DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"
-TRIAL_COLUMNS = (
-    "val_balanced_accuracy",
-    "val_accuracy",
-    "val_macro_f1",
-    "val_loss",
-    "train_loss",
-    "images_per_s",
+from mammo_ray.explain.circles import input_circles
+from mammo_ray.explain.lime_images import explain_images
+from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
+from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.evaluate import evaluate_test_split
+from mammo_ray.learn.inference import select_device
+from mammo_ray.learn.models import ModelConfig, resolve_pretrained
+from mammo_ray.learn.trial import trial_arrays
+from mammo_ray.preprocess.prepared import prepare_data
+from mammo_ray.report.document import write_report
+from mammo_ray.search.results import (
+    best_checkpoint,
+    end_interrupted_children,
+    log_trial_checkpoints,
+    print_top_trials,
+    trial_record,
+    write_trials_csv,
 )
+from mammo_ray.search.space import BUILTIN_SPACES, load_search_space
+from mammo_ray.search.tune import (
+    TrialEpochBudget,
+    legacy_tune_output,
+    progress_reporter,
+    trainable,
+    trial_dirname,
+    tune_objects,
+)
+from mammo_ray.tracking import TrainingRun, global_tracking_uri, tracking_uri
+
+__all__ = ["DEFAULT_SPACE", "run_search"]
 
 
-def trainable(config: dict[str, Any], data, space, max_epochs: int) -> None:
-    """The Ray Tune function trainable: one ``train_trial`` with ``tune.report`` as reporter.
-
-    ``config`` holds dotted keys (Optuna's sample and the constants, or a grid point);
-    :meth:`~mammo_ray.search_space.SearchSpace.config_for` turns it into the trial's config.
-    """
-    from ray import tune
-
-    from mammo_ray.train import train_trial
-
-    full = space.config_for(config, max_epochs)
-
-    def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
-        ckpt = tune.Checkpoint.from_directory(str(Path(checkpoint).parent)) if checkpoint else None
-        tune.report(metrics, checkpoint=ckpt)
-
-    train_trial(full, data, report)
-
-
-PROGRESS_COLUMNS = {
-    "epoch": "epoch",
-    "train_loss": "loss",
-    "val_accuracy": "val acc",
-    "val_balanced_accuracy": "val bacc",
-    "val_macro_f1": "val F1",
-    "images_per_s": "img/s",
-}
-
-
-def _progress_reporter(space, settings):
-    """Tune's table on the terminal: the searched parameters and the metrics that matter,
-    best trial first, refreshed at most every 30 s."""
-    from ray.tune import CLIReporter
-
-    return CLIReporter(
-        metric_columns=PROGRESS_COLUMNS,
-        parameter_columns=_searched_keys(space),
-        metric=settings.metric,
-        mode=settings.mode,
-        sort_by_metric=True,
-        max_report_frequency=30,
-    )
-
-
-@contextlib.contextmanager
-def _legacy_tune_output() -> Iterator[None]:
-    """Use Tune's classic output engine for the block: the new one (Ray >= 2.7) ignores a
-    ``progress_reporter`` and prints every trial's whole config, ~60 constants included."""
-    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT")
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
-
-
-def _trial_dirname(trial) -> str:
-    """``trial_<id>``: Tune's default folder name spells out every constant of the config."""
-    return f"trial_{trial.trial_id}"
-
-
-def _searched_keys(space) -> list[str]:
-    return [p.key for p in space.params] + [k for k, _ in space.grid]
-
-
-def _trial_params(space, config: dict[str, Any]) -> dict[str, Any]:
-    """The searched values of one trial; a conditional parameter only where it was sampled
-    (``optim.momentum`` for SGD), since Tune's config also holds the base's constant value."""
-    params = {k: config[k] for k, _ in space.grid if k in config}
-    for spec in space.params:
-        if spec.key in config and all(config.get(k) == v for k, v in spec.when):
-            params[spec.key] = config[spec.key]
-    return params
-
-
-def _tune_objects(space, settings, seed: int):
-    """(param_space, search_alg, scheduler) for a sampled space or a grid."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from mammo_ray.config import flatten_dotted
-
-    constants = flatten_dotted(space.base)
-    scheduler = None
-    if settings.scheduler == "asha":
-        scheduler = ASHAScheduler(
-            metric=settings.metric,
-            mode=settings.mode,
-            time_attr="training_iteration",
-            max_t=settings.max_epochs,
-            grace_period=settings.grace_period,
-            reduction_factor=settings.reduction_factor,
-        )
-    if space.grid:
-        param_space = {k: v for k, v in constants.items() if k not in dict(space.grid)}
-        param_space.update({k: tune.grid_search(list(v)) for k, v in space.grid})
-        return param_space, None, scheduler
-    import optuna
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
-    searcher = OptunaSearch(
-        space=space.define_by_run,
-        metric=settings.metric,
-        mode=settings.mode,
-        points_to_evaluate=[space.published_point()] if space.enqueue_published else None,
-        sampler=(
-            optuna.samplers.TPESampler(seed=seed)
-            if settings.sampler == "tpe"
-            else optuna.samplers.RandomSampler(seed=seed)
-        ),
-    )
-    return None, ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent), scheduler
-
-
-def _history(result) -> list[dict[str, Any]]:
-    frame = result.metrics_dataframe
-    if frame is None or frame.empty:
-        return []
-    keep = [c for c in frame.columns if c == "epoch" or c.startswith(("val_", "train_"))]
-    keep += [c for c in ("images_per_s", "epoch_seconds") if c in frame.columns]
-    rows = frame[keep].to_dict("records")
-    return [{k: (None if v != v else v) for k, v in row.items()} for row in rows]
-
-
-def _trial_record(result, space, metric: str, mode: str) -> dict[str, Any]:
-    history = _history(result)
-    scored = [h for h in history if h.get(metric) is not None]
-    best = (max if mode == "max" else min)(scored, key=lambda h: h[metric]) if scored else None
-    return {
-        "trial_id": Path(result.path).name,
-        "status": "ERROR" if result.error else "TERMINATED",
-        "failures": _failures(result),
-        "params": _trial_params(space, result.config),
-        "best": best,
-        "history": history,
-        "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:500],
-    }
-
-
-def _failures(result) -> int:
-    """How many times the trial raised: one ``Failure # k`` block each in Tune's error.txt."""
-    try:
-        with result.filesystem.open_input_stream(f"{result.path}/error.txt") as stream:
-            text = stream.read().decode(errors="replace")
-    except (FileNotFoundError, OSError):
-        return 0
-    return sum(line.startswith("Failure # ") for line in text.splitlines())
-
-
-def _children(parent) -> list:
-    """The MLflow child runs of the search's parent run (one per trial)."""
-    return parent.client.search_runs(
-        [parent.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}'",
-        max_results=10_000,
-    )
-
-
-def _end_interrupted_children(parent) -> None:
-    """Mark KILLED the child runs a killed driver left RUNNING; Tune restarts those trials."""
-    for run in _children(parent):
-        if run.info.status == "RUNNING":
-            parent.client.set_terminated(run.info.run_id, "KILLED")
-
-
-def _best_checkpoint(result, metric: str, mode: str):
-    """The trial's checkpoint with the best ``metric``, or None when it saved none."""
-    return result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
-
-
-def _log_trial_checkpoints(parent, results, metric: str, mode: str) -> None:
-    """Log each trial's best checkpoint (``model.pt``) into its MLflow child run.
-
-    ``MLflowLoggerCallback`` names a child run's ``trial_name`` tag after the trial
-    (``trainable_<trial id>``) and uploads the trial's driver-side folder, which holds no
-    checkpoint; the checkpoints live in Tune's storage, so they are copied from there.
-    """
-    names = {run.data.tags.get("trial_name", ""): run.info.run_id for run in _children(parent)}
-    for result in results:
-        trial_id = (result.metrics or {}).get("trial_id")
-        run_id = next(
-            (r for n, r in names.items() if trial_id and n.endswith(f"_{trial_id}")), None
-        )
-        checkpoint = _best_checkpoint(result, metric, mode) if run_id else None
-        if checkpoint is None:
-            continue
-        with checkpoint.as_directory() as directory:
-            parent.client.log_artifact(run_id, str(Path(directory) / "model.pt"), "checkpoint")
-
-
-def _print_top(trials: list[dict[str, Any]], metric: str, mode: str, n: int = 10) -> None:
-    ok = [t for t in trials if t["best"] is not None]
-    ok.sort(key=lambda t: t["best"][metric], reverse=mode == "max")
-    print(f"\nTop trials by {metric} (validation):")
-    for t in ok[:n]:
-        params = ", ".join(
-            f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()
-        )
-        print(f"  {t['best'][metric]:.3f}  epochs {len(t['history'])}  {params}")
-    failed = [t for t in trials if t["status"] == "ERROR"]
-    if failed:
-        print(
-            f"{len(failed)} trial(s) failed: "
-            + "; ".join(f"{t['trial_id']}: {t['error']}" for t in failed)
-        )
-
-
-def _write_trials_csv(path: Path, trials: list[dict[str, Any]], metric: str) -> None:
-    import pandas as pd
-
-    rows = [
-        {
-            "trial_id": t["trial_id"],
-            "status": t["status"],
-            **t["params"],
-            "epochs_run": len(t["history"]),
-            metric: (t["best"] or {}).get(metric),
-            **{f"best_{c}": (t["best"] or {}).get(c) for c in TRIAL_COLUMNS if c != metric},
-        }
-        for t in trials
-    ]
-    pd.DataFrame(rows).to_csv(path, index=False)
+DEFAULT_SPACE = BUILTIN_SPACES / "default.yaml"
 
 
 def run_search(
@@ -301,16 +102,6 @@ def run_search(
     command: str = "",
 ) -> dict[str, Any]:
     """Run or resume a search; evaluate, explain and report its best trial; return search.json."""
-    import dataclasses
-
-    import ray
-    from ray import tune
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-    from mammo_ray.search_budget import TrialEpochBudget
-    from mammo_ray.search_space import load_search_space
-    from mammo_ray.tracking import TrainingRun, global_tracking_uri, tracking_uri
-    from mammo_ray.train_command import prepare_data
 
     start = time.perf_counter()
     space = load_search_space(space_path, overrides)
@@ -363,7 +154,7 @@ def run_search(
     if resume and state_path.exists():
         parent_id = json.loads(state_path.read_text())["parent_run_id"]
         parent = TrainingRun.resume(uri, parent_id)
-        _end_interrupted_children(parent)
+        end_interrupted_children(parent)
     else:
         parent = TrainingRun(
             uri,
@@ -387,7 +178,7 @@ def run_search(
         )
     parent_id = parent.run_id
 
-    param_space, search_alg, scheduler = _tune_objects(space, settings, seed)
+    param_space, search_alg, scheduler = tune_objects(space, settings, seed)
     fn = tune.with_resources(
         tune.with_parameters(trainable, data=data, space=space, max_epochs=settings.max_epochs),
         {"cpu": cpus, "gpu": gpus_per_trial},
@@ -417,10 +208,10 @@ def run_search(
                 },
             )
         ],
-        progress_reporter=_progress_reporter(space, settings),
+        progress_reporter=progress_reporter(space, settings),
         verbose=1,
     )
-    with global_tracking_uri(uri), _legacy_tune_output():
+    with global_tracking_uri(uri), legacy_tune_output():
         try:
             if resume:
                 tuner = tune.Tuner.restore(tune_dir, trainable=fn, resume_errored=True)
@@ -434,7 +225,7 @@ def run_search(
                         num_samples=1 if space.grid else settings.num_samples,
                         max_concurrent_trials=settings.max_concurrent,
                         time_budget_s=settings.time_budget_s,
-                        trial_dirname_creator=_trial_dirname,
+                        trial_dirname_creator=trial_dirname,
                     ),
                     run_config=run_config,
                 )
@@ -495,8 +286,8 @@ def _finish_search(
 ) -> dict[str, Any]:
     """Record the trials, evaluate and explain the best one, write search.json and the report."""
     finish_start = time.perf_counter()
-    trials = [_trial_record(r, space, settings.metric, settings.mode) for r in results]
-    _log_trial_checkpoints(parent, results, settings.metric, settings.mode)
+    trials = [trial_record(r, space, settings.metric, settings.mode) for r in results]
+    log_trial_checkpoints(parent, results, settings.metric, settings.mode)
     summary = {
         "name": name,
         "metric": settings.metric,
@@ -510,12 +301,12 @@ def _finish_search(
         "best_trial": None,
         "trials": trials,
     }
-    _print_top(trials, settings.metric, settings.mode)
+    print_top_trials(trials, settings.metric, settings.mode)
     try:
         best = results.get_best_result(settings.metric, settings.mode, scope="all")
     except RuntimeError:
         best = None
-    checkpoint = None if best is None else _best_checkpoint(best, settings.metric, settings.mode)
+    checkpoint = None if best is None else best_checkpoint(best, settings.metric, settings.mode)
     if checkpoint is not None:
         summary["best_trial"] = Path(best.path).name
         _finish_best(
@@ -532,7 +323,7 @@ def _finish_search(
     staged = out / "search.json.tmp"
     staged.write_text(json.dumps(summary, indent=1, default=str))
     staged.replace(out / "search.json")  # whole or absent, never half-written
-    _write_trials_csv(out / "trials.csv", trials, settings.metric)
+    write_trials_csv(out / "trials.csv", trials, settings.metric)
     _write_report(out)
     parent.log_artifacts([out / n for n in ("search.json", "trials.csv", "report.md")])
     parent.log_artifacts([p for p in (out / "report_figures",) if p.exists()], "report_figures")
@@ -545,7 +336,6 @@ def _check_pretrained(space) -> None:
     Offline without cached ImageNet weights this fails in one line that says how to pass
     ``--set model.pretrained=none`` or ``file:PATH``, instead of failing every trial.
     """
-    from mammo_ray.models import ModelConfig, resolve_pretrained
 
     def values(key: str) -> set[str]:
         searched = {v for s in space.params if s.key == key for v in s.values}
@@ -561,12 +351,6 @@ def _finish_best(
     checkpoint, data, data_path, out: Path, parent, *, explain_n: int, lime_samples: int, seed: int
 ) -> None:
     """Evaluate the best checkpoint once on the test split, explain test images, log to parent."""
-    import numpy as np
-
-    from mammo_ray.config import from_dict
-    from mammo_ray.evaluate import evaluate_test_split
-    from mammo_ray.models import load_checkpoint, model_from_checkpoint
-    from mammo_ray.train import TrainConfig, select_device, trial_arrays
 
     best_dir = out / "best"
     best_dir.mkdir(parents=True, exist_ok=True)
@@ -611,10 +395,6 @@ def _explain(
     model, cfg, data, data_path, arrays, test, out: Path, n: int, num_samples: int, seed: int
 ) -> None:
     """LIME on ``n`` test images, abnormal ones first (they have circles to compare with)."""
-    import numpy as np
-
-    from mammo_ray.data.mias import load_mias
-    from mammo_ray.explain import explain_images, input_circles
 
     by_id = {r.image_id: r for r in data.manifest.records}
     test_records = [by_id[arrays.image_ids[i].split("~")[0]] for i in test]
@@ -641,10 +421,6 @@ def _log_model(parent, model, input_size: int) -> None:
     signature; two rather than one keeps the exported batch dimension dynamic. Runs inside
     :func:`~mammo_ray.tracking.global_tracking_uri` of the search's store.
     """
-    import copy
-
-    import mlflow
-    import numpy as np
 
     example = np.zeros((2, 1, input_size, input_size), np.float32)
     with mlflow.start_run(run_id=parent.run_id):
@@ -653,7 +429,6 @@ def _log_model(parent, model, input_size: int) -> None:
 
 
 def _write_report(out: Path) -> None:
-    from mammo_ray.report import write_report
 
     write_report(out, out / "report.md")
 
@@ -763,7 +538,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

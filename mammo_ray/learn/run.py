@@ -22,92 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm import tqdm
 
 from mammo_ray.cli import add_data_argument, resolve_data
-from mammo_ray.config import apply_overrides, from_dict, load_yaml, to_dict
-from mammo_ray.data.mias import MIAS_IMAGE_SHAPE
+from mammo_ray.config import apply_overrides, from_dict, to_dict
+from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
+from mammo_ray.learn.config import TrainConfig, load_train_config
+from mammo_ray.learn.evaluate import evaluate_test_split
+from mammo_ray.learn.inference import select_device
+from mammo_ray.learn.splits import leakage_report, write_split
+from mammo_ray.learn.trial import improves, train_trial, trial_arrays
+from mammo_ray.plots import plot_training_curves
+from mammo_ray.preprocess.prepared import prepare_data
+from mammo_ray.tracking import TrainingRun, tracking_uri
 
-__all__ = [
-    "SET_ALIASES",
-    "load_train_config",
-    "prepare_data",
-    "run_training",
-    "run_audit",
-    "format_audit",
-    "AUDIT_ARMS",
-    "build_parser",
-    "main",
-]
-
-SET_ALIASES = {
-    "pretrained": "model.pretrained",
-    "backbone": "model.backbone",
-    "lr": "optim.lr",
-    "optimizer": "optim.name",
-}
-
-
-def load_train_config(
-    path: str | Path | None, overrides: Sequence[str] = (), epochs: int | None = None
-):
-    """TrainConfig from YAML (or the defaults) and ``--set`` edits, validated as one.
-
-    ``--set`` keys may use the aliases of :data:`SET_ALIASES`; ``epochs`` overrides last.
-    """
-    from mammo_ray.train import TrainConfig
-
-    expanded = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        expanded.append(f"{SET_ALIASES.get(key.strip(), key.strip())}{sep}{value}")
-    if epochs is not None:
-        expanded.append(f"epochs={epochs}")
-    data = apply_overrides(load_yaml(path) if path else {}, expanded)
-    where = (str(path) if path else "default config") + (" with --set" if expanded else "")
-    return from_dict(TrainConfig, data, where=where)
-
-
-def prepare_data(
-    preprocess_cfg,
-    data_path: str | Path,
-    cache_root: str | Path,
-    *,
-    workers: int = 2,
-    address: str | None = None,
-    image_shape: tuple[int, int] | None = MIAS_IMAGE_SHAPE,
-    progress: bool = False,
-):
-    """Run (or reuse) the preprocessing cache and load it into memory as PreparedData.
-
-    ``progress`` shows a bar on stderr in place of Ray Data's own log lines.
-    """
-    from tqdm import tqdm
-
-    from mammo_ray.preprocess.pipeline import load_cache, run_preprocessing
-    from mammo_ray.train import PreparedData
-
-    bars: list[tqdm] = []
-
-    def advance(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="image", desc="preprocess", file=sys.stderr))
-        bars[0].update(done - bars[0].n)
-
-    try:
-        result = run_preprocessing(
-            data_path,
-            preprocess_cfg,
-            cache_root,
-            workers=workers,
-            address=address,
-            image_shape=image_shape,
-            progress=advance if progress else None,
-        )
-    finally:
-        for bar in bars:
-            bar.close()
-    arrays, manifest = load_cache(result.cache_dir)
-    return PreparedData(arrays, manifest)
+__all__ = ["run_training", "AUDIT_ARMS", "run_audit", "format_audit"]
 
 
 def run_training(
@@ -128,14 +57,6 @@ def run_training(
     (returned). All of it is logged to one MLflow run (:class:`~mammo_ray.tracking.TrainingRun`)
     with the flattened config as params and every epoch's metrics at step = epoch.
     """
-    from tqdm import tqdm
-
-    from mammo_ray.evaluate import evaluate_test_split
-    from mammo_ray.models import load_checkpoint, model_from_checkpoint
-    from mammo_ray.plots import plot_training_curves
-    from mammo_ray.splits import leakage_report, write_split
-    from mammo_ray.tracking import TrainingRun, tracking_uri
-    from mammo_ray.train import improves, select_device, train_trial, trial_arrays
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +91,7 @@ def run_training(
         key = f"val_{cfg.selection_metric}"
         kept: list[float] = []
 
-        def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+        def on_epoch(metrics: dict[str, Any], checkpoint: str | None) -> None:
             run.log_metrics(metrics, step=metrics["epoch"])
             best = kept[-1] if kept else None
             if checkpoint and improves(cfg.selection_metric, metrics[key], best):
@@ -185,7 +106,7 @@ def run_training(
             bar.update(1)
 
         try:
-            result = train_trial(config, data, report)
+            result = train_trial(config, data, on_epoch)
         finally:
             bar.close()
         plot_training_curves(result["history"], out / "curves.png")
@@ -229,6 +150,7 @@ _RUN_FILES = (
     "summary.json",
 )
 
+
 AUDIT_ARMS: dict[str, dict[str, Any]] = {
     "paper (image-level 80:20)": {"split.method": "paper", "augment_before_split": False},
     "patient (grouped by patient)": {"split.method": "patient", "augment_before_split": False},
@@ -255,8 +177,6 @@ def run_audit(
     Each arm writes a full training run into ``out_dir/<arm>``; ``out_dir/audit.json`` holds
     the rows. ``augment_first=False`` skips the arm that copies images before splitting.
     """
-    from mammo_ray.tracking import tracking_uri
-    from mammo_ray.train import TrainConfig
 
     out = Path(out_dir)
     uri = tracking_uri(out, mlflow_uri)

@@ -43,6 +43,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from mammo_ray.errors import ConfigError
 
 __all__ = [
+    "SplitMethod",
     "SplitConfig",
     "Split",
     "make_split",
@@ -52,8 +53,13 @@ __all__ = [
     "read_split",
 ]
 
+
 SplitMethod = Literal["patient", "paper"]
+
+
 _METHODS = ("patient", "paper")
+
+
 _PARTS = ("train", "val", "test")
 
 

@@ -16,7 +16,7 @@ A space file::
     search: {metric: val_balanced_accuracy, mode: max, num_samples: 8, max_epochs: 6, ...}
     enqueue_published: true             # published.yaml's values as the first trial
 
-Every sampled configuration is checked against :class:`mammo_ray.train.TrainConfig` when the
+Every sampled configuration is checked against :class:`mammo_ray.learn.config.TrainConfig` when the
 space is loaded (the base with each choice, each range's ends), so a typo in a key, a bad range
 or an unknown backbone is reported before Ray starts. ``preprocess.*`` keys cannot be searched:
 the cache is built once, holding every ``input_size`` the space can pick.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.resources
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -41,16 +42,25 @@ from mammo_ray.config import (
     to_dict,
 )
 from mammo_ray.errors import ConfigError, SearchSpaceError
+from mammo_ray.learn.config import TrainConfig
+from mammo_ray.preprocess.pipeline import PreprocessConfig
 
 __all__ = [
+    "PUBLISHED_CONFIG",
+    "KINDS",
     "ParamSpec",
     "SearchSettings",
     "SearchSpace",
     "load_search_space",
-    "PUBLISHED_CONFIG",
 ]
 
-PUBLISHED_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "published.yaml"
+
+BUILTIN_SPACES = Path(str(importlib.resources.files("mammo_ray") / "search_spaces"))
+"""The search spaces and training configs shipped with the package (``search_spaces/`` of the
+repository, inside the wheel as package data)."""
+PUBLISHED_CONFIG = BUILTIN_SPACES / "published.yaml"
+
+
 KINDS = ("choice", "uniform", "loguniform", "int")
 
 
@@ -127,7 +137,6 @@ class SearchSpace:
     @property
     def preprocess_config(self):
         """The :class:`~mammo_ray.preprocess.pipeline.PreprocessConfig` every trial shares."""
-        from mammo_ray.preprocess.pipeline import PreprocessConfig
 
         where = f"{self.path}: preprocess"
         return from_dict(PreprocessConfig, self.base["preprocess"], where=where)
@@ -218,7 +227,6 @@ def _param(key: str, spec: Any, where: str) -> ParamSpec:
 
 def _check_configs(space: SearchSpace) -> None:
     """Build a TrainConfig from the base with each candidate value, so bad values fail now."""
-    from mammo_ray.train import TrainConfig
 
     checks: list[tuple[str, dict[str, Any]]] = [("base", {})]
     checks += [(f"params.{s.key}", {s.key: v}) for s in space.params for v in s.candidates()]
@@ -318,7 +326,6 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
 
 def _completed_base(base: dict[str, Any], path: Path) -> dict[str, Any]:
     """The base config completed with TrainConfig's defaults (sizes widened later)."""
-    from mammo_ray.train import TrainConfig
 
     try:
         return to_dict(from_dict(TrainConfig, base, where=f"{path}: base+fixed"))

@@ -5,7 +5,7 @@
 * :func:`patient_bootstrap_ci` gives percentile confidence intervals of accuracy and
   balanced accuracy that resample *patients*, not films (the two films of a patient are not
   independent);
-* :func:`classification_report` gathers everything into the plain, JSON-able dictionary that
+* :func:`classification_metrics` gathers everything into the plain, JSON-able dictionary that
   ``evaluate`` writes as ``metrics.json`` with :func:`write_metrics_json`;
 * :func:`predictions_table`, :func:`write_predictions_csv` and :func:`read_predictions_csv`
   handle ``predictions.csv`` (``image_id,true,pred,p_<label>...``).
@@ -35,14 +35,17 @@ __all__ = [
     "Predictions",
     "per_class_metrics",
     "patient_bootstrap_ci",
-    "classification_report",
+    "classification_metrics",
     "predictions_table",
     "write_predictions_csv",
     "read_predictions_csv",
     "write_metrics_json",
 ]
 
+
 _CSV_FIXED_COLUMNS = ("image_id", "true", "pred")
+
+
 _PROBA_PREFIX = "p_"
 
 
@@ -282,7 +285,7 @@ def _auc_one_vs_rest(
     return aucs
 
 
-def classification_report(
+def classification_metrics(
     y_true: Sequence[int],
     y_pred: Sequence[int],
     proba: np.ndarray,
@@ -502,10 +505,10 @@ def read_predictions_csv(path: str | Path) -> Predictions:
     )
 
 
-def write_metrics_json(path: str | Path, report: Mapping[str, Any]) -> Path:
-    """Write a report (e.g. from :func:`classification_report`) as indented JSON, atomically.
+def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """Write metrics (e.g. from :func:`classification_metrics`) as indented JSON, atomically.
 
-    The JSON is built before anything is written, so a report that cannot be serialised
+    The JSON is built before anything is written, so metrics that cannot be serialised
     leaves no file behind; NaN and infinities are refused (they are not valid JSON).
 
     Returns
@@ -514,15 +517,15 @@ def write_metrics_json(path: str | Path, report: Mapping[str, Any]) -> Path:
 
     Raises
     ------
-    TypeError : if the report holds a value JSON cannot represent (e.g. a numpy scalar).
-    ValueError : if the report holds NaN or an infinity.
+    TypeError : if the metrics hold a value JSON cannot represent (e.g. a numpy scalar).
+    ValueError : if the metrics hold NaN or an infinity.
     """
     path = Path(path)
     try:
-        text = json.dumps(report, indent=2, allow_nan=False)
+        text = json.dumps(metrics, indent=2, allow_nan=False)
     except TypeError as exc:
-        raise TypeError(f"{path}: report is not JSON-serialisable ({exc})") from None
+        raise TypeError(f"{path}: metrics are not JSON-serialisable ({exc})") from None
     except ValueError as exc:
-        raise ValueError(f"{path}: report holds a value JSON cannot represent ({exc})") from None
+        raise ValueError(f"{path}: metrics hold a value JSON cannot represent ({exc})") from None
     _atomic_write_text(path, text + "\n")
     return path

@@ -1,0 +1,150 @@
+"""MIAS abnormality circles in model-input pixels, and the share of LIME's positive weight
+inside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from mammo_ray.data.mias import MIAS_IMAGE_SHAPE, MiasDataset, MiasRecord
+from mammo_ray.explain.superpixels import describe_input
+from mammo_ray.learn.config import TrainConfig
+from mammo_ray.preprocess.enhance import enhance
+from mammo_ray.preprocess.quality import circles_mask
+from mammo_ray.preprocess.segment import segment
+
+__all__ = ["map_circles", "input_circles", "positive_weight_in_circles"]
+
+
+_Circles = list[tuple[float, float, float]]
+
+
+def map_circles(
+    circles: Sequence[tuple[float, float, float]],
+    size: int,
+    *,
+    bbox: tuple[int, int, int, int] | None = None,
+    shape: tuple[int, int] = MIAS_IMAGE_SHAPE,
+) -> _Circles:
+    """Map circles ``(row, col, radius)`` from the film to an ``size x size`` model input.
+
+    The input is ``resize_square(film[row0:row1, col0:col1], size)`` (see
+    :func:`mammo_ray.preprocess.pipeline.resize_square`): the crop, zero-padded to a centred
+    square of side ``L = max(h, w)`` (``top = (L - h) // 2``, ``left = (L - w) // 2``), then
+    scaled by ``s = size / L``. With pixel centres mapped as cv2.resize maps them::
+
+        row' = (row - row0 + top + 0.5) * s - 0.5
+        col' = (col - col0 + left + 0.5) * s - 0.5
+        radius' = radius * s
+
+    Parameters
+    ----------
+    circles : (row, col, radius) in film pixels, row/col from the top-left corner.
+    size : side of the model input, >= 1.
+    bbox : half-open (row0, row1, col0, col1) of the crop, for ``segmented_*`` inputs
+        (:attr:`mammo_ray.preprocess.segment.Segmentation.bbox`); None for ``enhanced_*``
+        inputs, which are the whole film.
+    shape : (height, width) of the film.
+
+    Returns
+    -------
+    circles : (row, col, radius) in model-input pixels.
+
+    Raises
+    ------
+    ValueError : if ``size`` < 1 or ``bbox`` is empty or leaves the film.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    height, width = shape
+    row0, row1, col0, col1 = (0, height, 0, width) if bbox is None else bbox
+    if not (0 <= row0 < row1 <= height and 0 <= col0 < col1 <= width):
+        raise ValueError(f"bbox {bbox} is empty or outside a film of shape {tuple(shape)}")
+    crop_h, crop_w = row1 - row0, col1 - col0
+    side = max(crop_h, crop_w)
+    top, left = (side - crop_h) // 2, (side - crop_w) // 2
+    scale = size / side
+    return [
+        (
+            (row - row0 + top + 0.5) * scale - 0.5,
+            (col - col0 + left + 0.5) * scale - 0.5,
+            radius * scale,
+        )
+        for row, col, radius in circles
+    ]
+
+
+def input_circles(
+    dataset: MiasDataset, records: Sequence[MiasRecord], cfg: TrainConfig
+) -> list[_Circles]:
+    """The MIAS circles of each record, in the coordinates of the model input of ``cfg``.
+
+    ``cfg`` is the model's training config. ``enhanced_<S>`` inputs are the whole film
+    scaled; for ``segmented_<S>`` inputs each film with circles is read from ``dataset``
+    and segmented again, ``segment(film, enhance(film, cfg.preprocess.enhance),
+    cfg.preprocess.segment).bbox``, exactly as the preprocessing cache was made. Records
+    without circles give ``[]`` and are not read.
+    """
+
+    shape = dataset.image_shape or MIAS_IMAGE_SHAPE
+    film_circles = {r.image_id: [(c.row, c.col, c.radius) for c in r.rois] for r in records}
+    bboxes: dict[str, tuple[int, int, int, int] | None] = dict.fromkeys(film_circles)
+    with_circles = [image_id for image_id, circles in film_circles.items() if circles]
+    if cfg.segmentation and with_circles:
+        for record, film in dataset.iter_images(with_circles):
+            seg = segment(film, enhance(film, cfg.preprocess.enhance), cfg.preprocess.segment)
+            bboxes[record.image_id] = seg.bbox
+    return [
+        map_circles(film_circles[r.image_id], cfg.input_size, bbox=bboxes[r.image_id], shape=shape)
+        for r in records
+    ]
+
+
+def positive_weight_in_circles(
+    segments: np.ndarray,
+    weights: Mapping[int, float],
+    circles: Sequence[tuple[float, float, float]],
+) -> float | None:
+    """Share of the positive LIME weight that lies inside the circles.
+
+    Each superpixel ``k`` spreads its weight ``w_k`` evenly over its ``|S_k|`` pixels; with
+    ``C`` the union of the discs (:func:`mammo_ray.preprocess.quality.circles_mask`)::
+
+        f = sum_k max(w_k, 0) |S_k ∩ C| / |S_k|  /  sum_k max(w_k, 0)
+
+    Parameters
+    ----------
+    segments : int (H, W) superpixel labels.
+    weights : superpixel label -> LIME weight; labels not listed weigh 0.
+    circles : (row, col, radius) in the pixels of ``segments``.
+
+    Returns
+    -------
+    f : float in [0, 1]; None when there is no circle or no positive weight.
+
+    Raises
+    ------
+    ValueError : if ``segments`` is not a 2-D integer array or a weighted label is not in it.
+    """
+
+    if (
+        not isinstance(segments, np.ndarray)
+        or segments.ndim != 2
+        or not np.issubdtype(segments.dtype, np.integer)
+    ):
+        raise ValueError(f"segments must be a 2-D integer array, got {describe_input(segments)}")
+    if segments.size and segments.min() < 0:
+        raise ValueError("segments must hold labels >= 0")
+    sizes = np.bincount(segments.ravel(), minlength=1)
+    absent = [k for k in weights if not 0 <= k < len(sizes) or sizes[k] == 0]
+    if absent:
+        raise ValueError(f"weights name superpixel {absent[0]}, which is not in segments")
+    circles = list(circles)
+    positive = {k: w for k, w in weights.items() if w > 0}
+    if not circles or not positive:
+        return None
+    inside = np.bincount(segments[circles_mask(segments.shape, circles)], minlength=len(sizes))
+    total = sum(positive.values())
+    return float(sum(w * inside[k] / sizes[k] for k, w in positive.items()) / total)

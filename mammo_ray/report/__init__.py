@@ -1,0 +1,1 @@
+"""The Markdown report of a search, side by side with the paper."""

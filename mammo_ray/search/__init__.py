@@ -1,0 +1,1 @@
+"""The distributed search: search spaces, Ray Tune + Optuna, trial records, the search command."""

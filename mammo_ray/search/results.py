@@ -1,0 +1,141 @@
+"""What a finished (or interrupted) search leaves: one record per trial, ``trials.csv``, the
+top-trials table, and each trial's best checkpoint in its MLflow child run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["TRIAL_COLUMNS"]
+
+
+TRIAL_COLUMNS = (
+    "val_balanced_accuracy",
+    "val_accuracy",
+    "val_macro_f1",
+    "val_loss",
+    "train_loss",
+    "images_per_s",
+)
+
+
+def trial_params(space, config: dict[str, Any]) -> dict[str, Any]:
+    """The searched values of one trial; a conditional parameter only where it was sampled
+    (``optim.momentum`` for SGD), since Tune's config also holds the base's constant value."""
+    params = {k: config[k] for k, _ in space.grid if k in config}
+    for spec in space.params:
+        if spec.key in config and all(config.get(k) == v for k, v in spec.when):
+            params[spec.key] = config[spec.key]
+    return params
+
+
+def trial_history(result) -> list[dict[str, Any]]:
+    frame = result.metrics_dataframe
+    if frame is None or frame.empty:
+        return []
+    keep = [c for c in frame.columns if c == "epoch" or c.startswith(("val_", "train_"))]
+    keep += [c for c in ("images_per_s", "epoch_seconds") if c in frame.columns]
+    rows = frame[keep].to_dict("records")
+    return [{k: (None if v != v else v) for k, v in row.items()} for row in rows]
+
+
+def trial_record(result, space, metric: str, mode: str) -> dict[str, Any]:
+    history = trial_history(result)
+    scored = [h for h in history if h.get(metric) is not None]
+    best = (max if mode == "max" else min)(scored, key=lambda h: h[metric]) if scored else None
+    return {
+        "trial_id": Path(result.path).name,
+        "status": "ERROR" if result.error else "TERMINATED",
+        "failures": failures(result),
+        "params": trial_params(space, result.config),
+        "best": best,
+        "history": history,
+        "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:500],
+    }
+
+
+def failures(result) -> int:
+    """How many times the trial raised: one ``Failure # k`` block each in Tune's error.txt."""
+    try:
+        with result.filesystem.open_input_stream(f"{result.path}/error.txt") as stream:
+            text = stream.read().decode(errors="replace")
+    except (FileNotFoundError, OSError):
+        return 0
+    return sum(line.startswith("Failure # ") for line in text.splitlines())
+
+
+def child_runs(parent) -> list:
+    """The MLflow child runs of the search's parent run (one per trial)."""
+    return parent.client.search_runs(
+        [parent.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}'",
+        max_results=10_000,
+    )
+
+
+def end_interrupted_children(parent) -> None:
+    """Mark KILLED the child runs a killed driver left RUNNING; Tune restarts those trials."""
+    for run in child_runs(parent):
+        if run.info.status == "RUNNING":
+            parent.client.set_terminated(run.info.run_id, "KILLED")
+
+
+def best_checkpoint(result, metric: str, mode: str):
+    """The trial's checkpoint with the best ``metric``, or None when it saved none."""
+    return result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
+
+
+def log_trial_checkpoints(parent, results, metric: str, mode: str) -> None:
+    """Log each trial's best checkpoint (``model.pt``) into its MLflow child run.
+
+    ``MLflowLoggerCallback`` names a child run's ``trial_name`` tag after the trial
+    (``trainable_<trial id>``) and uploads the trial's driver-side folder, which holds no
+    checkpoint; the checkpoints live in Tune's storage, so they are copied from there.
+    """
+    names = {run.data.tags.get("trial_name", ""): run.info.run_id for run in child_runs(parent)}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id")
+        run_id = next(
+            (r for n, r in names.items() if trial_id and n.endswith(f"_{trial_id}")), None
+        )
+        checkpoint = best_checkpoint(result, metric, mode) if run_id else None
+        if checkpoint is None:
+            continue
+        with checkpoint.as_directory() as directory:
+            parent.client.log_artifact(run_id, str(Path(directory) / "model.pt"), "checkpoint")
+
+
+def print_top_trials(trials: list[dict[str, Any]], metric: str, mode: str, n: int = 10) -> None:
+    ok = [t for t in trials if t["best"] is not None]
+    ok.sort(key=lambda t: t["best"][metric], reverse=mode == "max")
+    print(f"\nTop trials by {metric} (validation):")
+    for t in ok[:n]:
+        params = ", ".join(
+            f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()
+        )
+        print(f"  {t['best'][metric]:.3f}  epochs {len(t['history'])}  {params}")
+    failed = [t for t in trials if t["status"] == "ERROR"]
+    if failed:
+        print(
+            f"{len(failed)} trial(s) failed: "
+            + "; ".join(f"{t['trial_id']}: {t['error']}" for t in failed)
+        )
+
+
+def write_trials_csv(path: Path, trials: list[dict[str, Any]], metric: str) -> None:
+
+    rows = [
+        {
+            "trial_id": t["trial_id"],
+            "status": t["status"],
+            **t["params"],
+            "epochs_run": len(t["history"]),
+            metric: (t["best"] or {}).get(metric),
+            **{f"best_{c}": (t["best"] or {}).get(c) for c in TRIAL_COLUMNS if c != metric},
+        }
+        for t in trials
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)

@@ -1,0 +1,147 @@
+"""The Ray Tune side of a search: the trainable, the searcher and scheduler, the stopper, the
+progress table.
+
+``trainable`` wraps :func:`~mammo_ray.learn.trial.train_trial` with ``tune.report`` as its epoch
+callback; :func:`tune_objects` builds Optuna's TPE (seeded, the published point first) or a grid,
+and ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", MLSys 2020);
+:class:`TrialEpochBudget` stops the search after a total number of trial-epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune import CLIReporter
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from mammo_ray.config import flatten_dotted
+from mammo_ray.learn.trial import train_trial
+
+__all__ = ["TrialEpochBudget", "trainable", "PROGRESS_COLUMNS"]
+
+
+class TrialEpochBudget(tune.Stopper):
+    """Stop every trial once ``budget`` epochs have been reported over all trials together.
+
+    Each ``tune.report`` of a trial is one epoch (``train_trial`` reports once per epoch).
+    Trials already running when the budget is reached stop at their next report, so a search
+    with ``C`` concurrent trials may train up to ``C - 1`` epochs more than ``budget``.
+    """
+
+    def __init__(self, budget: int):
+        if budget < 1:
+            raise ValueError(f"the trial-epoch budget must be >= 1, got {budget}")
+        self.budget = budget
+        self.used = 0
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.used += 1
+        return self.used >= self.budget
+
+    def stop_all(self) -> bool:
+        return self.used >= self.budget
+
+
+def trainable(config: dict[str, Any], data, space, max_epochs: int) -> None:
+    """The Ray Tune function trainable: ``train_trial`` with ``tune.report`` as epoch callback.
+
+    ``config`` holds dotted keys (Optuna's sample and the constants, or a grid point);
+    :meth:`~mammo_ray.search.space.SearchSpace.config_for` turns it into the trial's config.
+    """
+
+    full = space.config_for(config, max_epochs)
+
+    def on_epoch(metrics: dict[str, Any], checkpoint: str | None) -> None:
+        ckpt = tune.Checkpoint.from_directory(str(Path(checkpoint).parent)) if checkpoint else None
+        tune.report(metrics, checkpoint=ckpt)
+
+    train_trial(full, data, on_epoch)
+
+
+PROGRESS_COLUMNS = {
+    "epoch": "epoch",
+    "train_loss": "loss",
+    "val_accuracy": "val acc",
+    "val_balanced_accuracy": "val bacc",
+    "val_macro_f1": "val F1",
+    "images_per_s": "img/s",
+}
+
+
+def progress_reporter(space, settings):
+    """Tune's table on the terminal: the searched parameters and the metrics that matter,
+    best trial first, refreshed at most every 30 s."""
+
+    return CLIReporter(
+        metric_columns=PROGRESS_COLUMNS,
+        parameter_columns=searched_keys(space),
+        metric=settings.metric,
+        mode=settings.mode,
+        sort_by_metric=True,
+        max_report_frequency=30,
+    )
+
+
+@contextlib.contextmanager
+def legacy_tune_output() -> Iterator[None]:
+    """Use Tune's classic output engine for the block: the new one (Ray >= 2.7) ignores a
+    ``progress_reporter`` and prints every trial's whole config, ~60 constants included."""
+    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT")
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+
+
+def trial_dirname(trial) -> str:
+    """``trial_<id>``: Tune's default folder name spells out every constant of the config."""
+    return f"trial_{trial.trial_id}"
+
+
+def searched_keys(space) -> list[str]:
+    return [p.key for p in space.params] + [k for k, _ in space.grid]
+
+
+def tune_objects(space, settings, seed: int):
+    """(param_space, search_alg, scheduler) for a sampled space or a grid."""
+
+    constants = flatten_dotted(space.base)
+    scheduler = None
+    if settings.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            metric=settings.metric,
+            mode=settings.mode,
+            time_attr="training_iteration",
+            max_t=settings.max_epochs,
+            grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor,
+        )
+    if space.grid:
+        param_space = {k: v for k, v in constants.items() if k not in dict(space.grid)}
+        param_space.update({k: tune.grid_search(list(v)) for k, v in space.grid})
+        return param_space, None, scheduler
+
+    searcher = OptunaSearch(
+        space=space.define_by_run,
+        metric=settings.metric,
+        mode=settings.mode,
+        points_to_evaluate=[space.published_point()] if space.enqueue_published else None,
+        sampler=(
+            optuna.samplers.TPESampler(seed=seed)
+            if settings.sampler == "tpe"
+            else optuna.samplers.RandomSampler(seed=seed)
+        ),
+    )
+    return None, ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent), scheduler
