@@ -22,6 +22,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
 from mammo_ray.config import flatten_dotted
 from mammo_ray.errors import ConfigError
 
@@ -98,7 +103,6 @@ def global_tracking_uri(uri: str) -> Iterator[None]:
     Tune's ``MLflowLoggerCallback`` calls it; without the restore, the next search or training
     of the same process would log into this store instead of its own.
     """
-    import mlflow
 
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
@@ -127,7 +131,6 @@ class TrainingRun:
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
     ):
-        from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
@@ -155,8 +158,6 @@ class TrainingRun:
         ConfigError
             When the store has no such run.
         """
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
         try:
@@ -172,7 +173,6 @@ class TrainingRun:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log ``flatten(params)``, each value cut to MLflow's 6000 characters."""
-        from mlflow.entities import Param
 
         items = [Param(k, v[:_MAX_PARAM_CHARS]) for k, v in flatten(params).items()]
         for start in range(0, len(items), _BATCH):
@@ -180,7 +180,6 @@ class TrainingRun:
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log the numeric values of ``metrics`` at ``step`` (0 when None); others are skipped."""
-        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [
@@ -192,7 +191,6 @@ class TrainingRun:
             self.client.log_batch(self.run_id, metrics=items[start : start + _BATCH])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 

@@ -375,7 +375,7 @@ def test_select_images_rejects_bad_selections(ids, n, message):
 
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
-    """A checkpoint whose config preprocesses at 32 px; its model is never run here."""
+    """A checkpoint of an untrained ResNet-18 whose config preprocesses at 32 px."""
     from mammo_ray.learn.config import TrainConfig
 
     config = TrainConfig(
@@ -385,7 +385,7 @@ def checkpoint(tmp_path) -> Path:
     )
     return save_checkpoint(
         tmp_path / "model.pt",
-        nn.Linear(1, 1),
+        build_model(config.model),
         config=to_dict(config),
         labels=list(LABELS),
         preprocess_key="test",

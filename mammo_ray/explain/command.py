@@ -12,18 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mammo_ray.cli import add_data_argument, resolve_data
-from mammo_ray.config import from_dict
 from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
 from mammo_ray.explain.lime_images import explain_images, select_images
-from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
-from mammo_ray.learn.config import TrainConfig
-from mammo_ray.learn.inference import select_device
-from mammo_ray.preprocess.pipeline import load_cache, run_preprocessing
+from mammo_ray.learn.checkpoint import load_trained
+from mammo_ray.preprocess.prepared import prepare_data
 
 __all__ = ["explain_checkpoint", "format_table"]
 
@@ -45,7 +40,7 @@ def explain_checkpoint(
     """Explain a checkpoint's predictions on some images of a dataset (see :func:`explain_images`).
 
     The images are taken from the preprocessing cache of the checkpoint's own config (made
-    if missing, :func:`mammo_ray.preprocess.pipeline.run_preprocessing`), the array the model
+    if missing, :func:`mammo_ray.preprocess.prepared.prepare_data`), the array the model
     was trained on (``cfg.input_array``); which ones, :func:`select_images`. The circles are
     mapped by :func:`input_circles`.
 
@@ -59,29 +54,22 @@ def explain_checkpoint(
         raise ConfigError("--images and --n exclude each other; pass one of them")
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
-    ckpt = load_checkpoint(checkpoint)
-    cfg = from_dict(TrainConfig, ckpt.config, where=f"{checkpoint}: config")
+    model, cfg, _ = load_trained(checkpoint)
     dataset = load_mias(data_path, scheme=cfg.preprocess.label_scheme)
     source = f"{data_path} under label scheme {cfg.preprocess.label_scheme}"
     ids = select_images(dataset.records, image_ids, n, source=source)
-    result = run_preprocessing(
-        data_path, cfg.preprocess, cache_root, workers=workers, address=address
-    )
-    arrays, manifest = load_cache(result.cache_dir)
-    row = {image_id: i for i, image_id in enumerate(manifest.image_ids)}
+    data = prepare_data(cfg.preprocess, data_path, cache_root, workers=workers, address=address)
+    row = {image_id: i for i, image_id in enumerate(data.image_ids)}
     rows = [row[image_id] for image_id in ids]
-    records = [manifest.records[i] for i in rows]
-    model = model_from_checkpoint(ckpt).to(select_device())
-    model = model.to(memory_format=torch.channels_last)
+    records = [data.manifest.records[i] for i in rows]
     return explain_images(
         model,
-        arrays[cfg.input_array][rows],
+        data.array(cfg.input_array)[rows],
         records,
         out_dir,
         num_samples=num_samples,
         seed=seed,
         circles_in_input_coords=input_circles(dataset, records, cfg),
-        labels=ckpt.labels,
         batch_size=batch_size,
         precision=cfg.precision,
     )

@@ -37,7 +37,6 @@ draws a tqdm progress bar per image on stderr.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import positive_weight_in_circles
 from mammo_ray.explain.figure import explanation_figure
 from mammo_ray.explain.superpixels import describe_input, slic_superpixels
+from mammo_ray.files import write_json_atomic
 from mammo_ray.learn.inference import autocast_dtype, predict
 
 __all__ = ["explain_images", "select_images"]
@@ -221,7 +221,7 @@ def explain_images(
             "channel_axis=None, mask=image>0)"
         ),
     }
-    (out / "lime.json").write_text(json.dumps(result, indent=1))
+    write_json_atomic(out / "lime.json", result, indent=1)
     return result
 
 

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 import mammo_ray
 from mammo_ray.config import from_dict
+from mammo_ray.data.mias import LABELS
 from mammo_ray.errors import CheckpointError, ConfigError
+from mammo_ray.files import atomic_path
+from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.inference import select_device
 from mammo_ray.learn.models import (
     ModelConfig,
     build_model,
@@ -30,7 +32,14 @@ from mammo_ray.learn.weights import (
     first_mismatch,
 )
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "model_from_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "TrainedModel",
+    "load_trained",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +73,7 @@ def save_checkpoint(
     preprocess_key: str,
     metrics: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically: a temporary file in the same folder, then ``os.replace``.
+    """Write a checkpoint atomically (:func:`mammo_ray.files.atomic_path`).
 
     ``config`` and ``metrics`` are stored as plain JSON data (tuples become lists), so the
     file loads with ``torch.load(..., weights_only=True)``; a ``torch.compile`` wrapper is
@@ -90,20 +99,11 @@ def save_checkpoint(
         "package_version": mammo_ray.__version__,
         "metrics": None if metrics is None else _plain_data(metrics, "metrics"),
     }
-    tmp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write checkpoint ({first_line(exc)})") from None
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return path
 
 
@@ -184,3 +184,37 @@ def _plain_data(value: Mapping[str, Any], field: str) -> dict[str, Any]:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"save_checkpoint: {field} must be plain JSON data ({exc})") from None
+
+
+class TrainedModel(NamedTuple):
+    """A trained model ready to predict: in eval mode, channels_last, on its device."""
+
+    model: nn.Module
+    config: TrainConfig
+    device: torch.device
+
+
+def load_trained(path: str | Path) -> TrainedModel:
+    """The one way from a checkpoint file to a model that predicts.
+
+    :func:`load_checkpoint` → the training config (a :class:`TrainConfig`) → the model rebuilt
+    by :func:`model_from_checkpoint` → moved to :func:`~mammo_ray.learn.inference.select_device`
+    in channels_last memory format, in eval mode.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, not a checkpoint, does not fit its model, or its labels are not
+        this version's :data:`~mammo_ray.data.mias.LABELS`.
+    ConfigError
+        The checkpoint's config is not a valid training config (naming the file).
+    """
+    ckpt = load_checkpoint(path)
+    if tuple(ckpt.labels) != LABELS:
+        raise CheckpointError(
+            f"{path}: labels {ckpt.labels} differ from this version's {list(LABELS)}"
+        )
+    config = from_dict(TrainConfig, ckpt.config, where=f"{path}: config")
+    device = select_device()
+    model = model_from_checkpoint(ckpt).to(device).to(memory_format=torch.channels_last)
+    return TrainedModel(model.eval(), config, device)

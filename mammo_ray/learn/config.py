@@ -104,6 +104,12 @@ class TrainConfig:
             raise ValueError("augment_before_split needs split.method=paper and augment.mode=x5")
 
     @property
+    def leaky(self) -> bool:
+        """True when films of one patient can reach both training and test: the paper's
+        image-level split, or the audit's copies made before splitting."""
+        return self.split.method == "paper" or self.augment_before_split
+
+    @property
     def input_array(self) -> str:
         """Name of the cached array the model reads, e.g. ``segmented_224``."""
         kind = "segmented" if self.segmentation else "enhanced"

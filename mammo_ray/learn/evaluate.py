@@ -19,21 +19,27 @@ import numpy as np
 import torch
 
 from mammo_ray.cli import add_data_argument, resolve_data
-from mammo_ray.config import from_dict
 from mammo_ray.data.mias import LABELS, MIAS_IMAGE_SHAPE
-from mammo_ray.errors import CheckpointError
-from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
-from mammo_ray.learn.config import TrainConfig
-from mammo_ray.learn.inference import autocast_dtype, predict, select_device
+from mammo_ray.learn.checkpoint import load_trained
+from mammo_ray.learn.inference import autocast_dtype, predict
 from mammo_ray.learn.metrics import (
     classification_metrics,
     write_metrics_json,
     write_predictions_csv,
 )
+from mammo_ray.learn.trial import TrialArrays
 from mammo_ray.plots import plot_confusion_matrix
 from mammo_ray.preprocess.prepared import prepare_data
+from mammo_ray.tracking import TrainingRun
 
-__all__ = ["evaluate_arrays", "evaluate_test_split", "evaluate_checkpoint"]
+__all__ = [
+    "evaluate_arrays",
+    "evaluate_test_split",
+    "evaluate_and_log",
+    "evaluate_checkpoint",
+    "TEST_METRICS",
+    "EVALUATION_FILES",
+]
 
 
 def evaluate_arrays(
@@ -81,7 +87,7 @@ def evaluate_arrays(
 
 
 def evaluate_test_split(
-    model: torch.nn.Module, arrays, out_dir: str | Path, *, title: str, seed: int = 0
+    model: torch.nn.Module, arrays: TrialArrays, out_dir: str | Path, *, title: str, seed: int = 0
 ) -> dict[str, Any]:
     """:func:`evaluate_arrays` on the test rows of a :class:`~mammo_ray.learn.trial.TrialArrays`:
     what a training run and a search do, once, with the checkpoint validation selected."""
@@ -96,6 +102,32 @@ def evaluate_test_split(
         title=title,
         seed=seed,
     )
+
+
+TEST_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+"""Test measures logged to MLflow as ``test_<name>`` by :func:`evaluate_and_log`."""
+
+EVALUATION_FILES = ("metrics.json", "predictions.csv", "confusion_matrix.png")
+"""What :func:`evaluate_arrays` writes."""
+
+
+def evaluate_and_log(
+    model: torch.nn.Module,
+    arrays: TrialArrays,
+    out_dir: Path,
+    run: TrainingRun,
+    *,
+    title: str,
+    seed: int = 0,
+    artifact_path: str | None = None,
+) -> dict[str, Any]:
+    """The held-out evaluation of a training run or a search's best trial, done once:
+    :func:`evaluate_test_split` into ``out_dir``, ``test_*`` metrics (:data:`TEST_METRICS`) and
+    the :data:`EVALUATION_FILES` logged to the MLflow ``run``."""
+    metrics = evaluate_test_split(model, arrays, out_dir, title=title, seed=seed)
+    run.log_metrics({f"test_{k}": metrics[k] for k in TEST_METRICS})
+    run.log_artifacts([out_dir / name for name in EVALUATION_FILES], artifact_path)
+    return metrics
 
 
 def evaluate_checkpoint(
@@ -122,13 +154,7 @@ def evaluate_checkpoint(
         The checkpoint's config is not a valid training config.
     """
 
-    ckpt = load_checkpoint(checkpoint)
-    if tuple(ckpt.labels) != LABELS:
-        raise CheckpointError(
-            f"{checkpoint}: labels {ckpt.labels} differ from this version's {list(LABELS)}"
-        )
-    cfg = from_dict(TrainConfig, ckpt.config, where=f"{checkpoint}: config")
-    model = model_from_checkpoint(ckpt).to(select_device())
+    model, cfg, _ = load_trained(checkpoint)
     data = prepare_data(
         cfg.preprocess,
         data_path,
@@ -138,11 +164,9 @@ def evaluate_checkpoint(
         image_shape=image_shape,
         progress=progress,
     )
-    if cfg.input_array not in data.arrays:
-        raise CheckpointError(f"{checkpoint}: the cache has no array {cfg.input_array!r}")
     return evaluate_arrays(
         model,
-        data.arrays[cfg.input_array],
+        data.array(cfg.input_array),
         data.labels,
         data.image_ids,
         data.patient_ids,

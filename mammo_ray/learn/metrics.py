@@ -20,8 +20,6 @@ import csv
 import io
 import json
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
@@ -30,6 +28,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
+
+from mammo_ray.files import write_text_atomic
 
 __all__ = [
     "Predictions",
@@ -381,25 +381,6 @@ def predictions_table(
     ]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
-
-    Readers see the old file or the new one, never a partial one (``os.replace`` is atomic
-    on POSIX and Windows within one file system).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_predictions_csv(
     path: str | Path,
     image_ids: Sequence[str],
@@ -430,7 +411,7 @@ def write_predictions_csv(
         writer.writerow(
             [row["image_id"], row["true"], row["pred"], *(f"{row[c]:.6f}" for c in proba_columns)]
         )
-    _atomic_write_text(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
     return path
 
 
@@ -527,5 +508,5 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
         raise TypeError(f"{path}: metrics are not JSON-serialisable ({exc})") from None
     except ValueError as exc:
         raise ValueError(f"{path}: metrics hold a value JSON cannot represent ({exc})") from None
-    _atomic_write_text(path, text + "\n")
+    write_text_atomic(path, text + "\n")
     return path

@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from mammo_ray.cli import add_data_argument, resolve_data
 from mammo_ray.config import apply_overrides, from_dict, to_dict
-from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
+from mammo_ray.files import write_json_atomic, write_text_atomic
+from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig, load_train_config
-from mammo_ray.learn.evaluate import evaluate_test_split
-from mammo_ray.learn.inference import select_device
+from mammo_ray.learn.evaluate import evaluate_and_log
 from mammo_ray.learn.splits import leakage_report, write_split
 from mammo_ray.learn.trial import improves, train_trial, trial_arrays
 from mammo_ray.plots import plot_training_curves
@@ -61,7 +61,7 @@ def run_training(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = to_dict(cfg)
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     arrays = trial_arrays(cfg, data)
     split = arrays.split
     write_split(out / "split.json", split, arrays.image_ids)
@@ -75,7 +75,7 @@ def run_training(
         "dataset_fingerprint": data.manifest.fingerprint,
         "preprocess_key": data.manifest.key,
         "split": cfg.split.method,
-        "leaky": str(split.leaky or cfg.augment_before_split).lower(),
+        "leaky": str(cfg.leaky).lower(),
         "backbone": cfg.model.backbone,
     }
     uri = tracking_uri(out, mlflow_uri)
@@ -110,11 +110,12 @@ def run_training(
         finally:
             bar.close()
         plot_training_curves(result["history"], out / "curves.png")
-        model = model_from_checkpoint(load_checkpoint(out / "model.pt")).to(select_device())
-        metrics = evaluate_test_split(
+        model = load_trained(out / "model.pt").model
+        metrics = evaluate_and_log(
             model,
             arrays,
             out,
+            run,
             title=f"{cfg.model.backbone}, {cfg.split.method} split, test",
             seed=cfg.seed,
         )
@@ -126,24 +127,18 @@ def run_training(
             },
             "images_per_s": [row["images_per_s"] for row in result["history"]],
             "split": cfg.split.method,
-            "leaky": split.leaky or cfg.augment_before_split,
+            "leaky": cfg.leaky,
             "leakage": leakage,
             "mlflow": {"uri": uri, "run_id": run.run_id},
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        run.log_metrics(
-            {f"test_{k}": metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-            | {"best_epoch": result["best"]["epoch"]}
-        )
+        write_json_atomic(out / "summary.json", summary)
+        run.log_metrics({"best_epoch": result["best"]["epoch"]})
         run.log_artifacts([out / name for name in _RUN_FILES])
         run.log_artifacts([out / "model.pt"], artifact_path="model")
     return summary
 
 
 _RUN_FILES = (
-    "metrics.json",
-    "predictions.csv",
-    "confusion_matrix.png",
     "curves.png",
     "split.json",
     "config.yaml",
@@ -194,7 +189,7 @@ def run_audit(
             arm_cfg, data, out / slug, mlflow_uri=uri, run_name=f"audit {slug}", progress=progress
         )
         rows.append({"arm": name, **summary})
-    (out / "audit.json").write_text(json.dumps(rows, indent=2))
+    write_json_atomic(out / "audit.json", rows)
     return rows
 
 

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from mammo_ray.errors import ConfigError
+from mammo_ray.files import write_text_atomic
 
 __all__ = [
     "SplitMethod",
@@ -282,20 +281,7 @@ def write_split(path: str | Path, split: Split, image_ids: Sequence[str]) -> Pat
 
     Returns the path written. Parent folders are created.
     """
-    path = Path(path)
-    text = json.dumps(split.to_dict(image_ids), indent=1) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(split.to_dict(image_ids), indent=1) + "\n")
 
 
 def read_split(path: str | Path, image_ids: Sequence[str]) -> Split:

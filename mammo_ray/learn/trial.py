@@ -35,7 +35,7 @@ from torch import nn
 
 from mammo_ray.config import from_dict, to_dict
 from mammo_ray.data.mias import LABELS
-from mammo_ray.errors import CacheError, ConfigError, MammoRayError
+from mammo_ray.errors import ConfigError, MammoRayError
 from mammo_ray.learn.augment import (
     build_train_transforms,
     expand_offline,
@@ -92,12 +92,7 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
     ConfigError
         When the split is impossible (a class too small for the fractions).
     """
-    if cfg.input_array not in data.arrays:
-        raise CacheError(
-            f"the preprocessing cache {data.manifest.key} has no array {cfg.input_array!r} "
-            f"(it has {', '.join(sorted(data.arrays))}); add {cfg.input_size} to preprocess.sizes"
-        )
-    images, labels = data.arrays[cfg.input_array], data.labels
+    images, labels = data.array(cfg.input_array), data.labels
     patients, image_ids = data.patient_ids, list(data.image_ids)
     source = np.arange(len(labels), dtype=np.int64)
     if cfg.augment_before_split:

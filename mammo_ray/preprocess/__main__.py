@@ -8,13 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from mammo_ray.cli import add_data_argument, resolve_data, run_cli
+from mammo_ray.config import apply_overrides, from_dict, load_yaml
+from mammo_ray.preprocess.pipeline import PreprocessConfig, run_preprocessing
+from mammo_ray.preprocess.quality_table import format_quality_table, quality_table
 
 
 def load_preprocess_config(path: str | None, sizes: Sequence[int] | None, overrides: Sequence[str]):
     """PreprocessConfig from a YAML file (its ``preprocess:`` section when it has one)."""
-    from mammo_ray.config import apply_overrides, from_dict, load_yaml
-    from mammo_ray.preprocess.pipeline import PreprocessConfig
 
     data = load_yaml(path) if path else {}
     where = str(path) if path else "preprocess"
@@ -27,9 +30,6 @@ def load_preprocess_config(path: str | None, sizes: Sequence[int] | None, overri
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from mammo_ray.preprocess.pipeline import run_preprocessing
 
     cfg = load_preprocess_config(args.config, args.size, args.set)
     bar: tqdm | None = None
@@ -58,7 +58,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from mammo_ray.preprocess.quality_table import format_quality_table, quality_table
 
     cfg = load_preprocess_config(args.config, None, args.set)
     table = quality_table(

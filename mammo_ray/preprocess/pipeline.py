@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+import ray
+from ray.data import ActorPoolStrategy, DataContext
 
 from mammo_ray import __version__
 from mammo_ray.config import config_key, from_dict, to_dict
@@ -214,17 +216,17 @@ class _PreprocessBatch:
         }
 
 
-def ensure_ray(address: str | None, workers: int) -> None:
-    """Connect to the Ray cluster at ``address``, or start a local Ray with ``workers`` CPUs."""
-    import ray
-
+def ensure_ray(address: str | None, workers: int | None = None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray with ``workers`` CPUs
+    (None: the CPUs Ray detects). Does nothing when this process is already connected."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
+        cpus = None if workers is None else max(workers, 1)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
 def user_error(exc: BaseException) -> MammoRayError | None:
@@ -246,7 +248,6 @@ def _run_ray_data(
     batch_size: int,
     progress: Callable[[int], None] | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[float | None]]]:
-    from ray.data import ActorPoolStrategy, DataContext
 
     if progress is not None:
         DataContext.get_current().enable_progress_bars = False
@@ -286,7 +287,6 @@ def _run_ray_data(
 
 def pgm_dataset(dataset: MiasDataset, batch_size: int, ids: Sequence[str] | None = None):
     """A Ray Dataset of ``{image_id, pgm (raw bytes), circles (JSON)}`` rows, one archive pass."""
-    import ray
 
     items = [
         {"image_id": record.image_id, "pgm": pgm, "circles": json.dumps(_circles(record))}

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mammo_ray.data.mias import LABELS, MIAS_IMAGE_SHAPE
+from mammo_ray.errors import CacheError
 from mammo_ray.preprocess.pipeline import (
     CacheManifest,
     load_cache,
@@ -56,7 +57,19 @@ class PreparedData:
 
     @property
     def image_ids(self) -> list[str]:
+        """(N,) image id of each record, e.g. ``mdb001``."""
         return self.manifest.image_ids
+
+    def array(self, name: str) -> np.ndarray:
+        """The cached array ``name`` (e.g. ``segmented_224``), or a :class:`CacheError` that
+        names the cache, the arrays it has and how to get the missing one."""
+        if name not in self.arrays:
+            size = name.rpartition("_")[2]
+            raise CacheError(
+                f"the preprocessing cache {self.manifest.key} has no array {name!r} "
+                f"(it has {', '.join(sorted(self.arrays))}); add {size} to preprocess.sizes"
+            )
+        return self.arrays[name]
 
 
 def prepare_data(

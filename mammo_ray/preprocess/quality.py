@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import cv2
 import numpy as np
+from skimage.metrics import structural_similarity
 
 __all__ = ["circles_mask", "dice", "psnr", "ssim", "eme", "cii"]
 
@@ -135,7 +136,6 @@ def ssim(reference: np.ndarray, image: np.ndarray, data_range: float = 255.0) ->
         ``data_range <= 0``.
     """
     # Imported here: scikit-image's metrics take ~0.3 s to import and few callers need them.
-    from skimage.metrics import structural_similarity
 
     reference, image = _check_pair(reference, image)
     _check_data_range(data_range)

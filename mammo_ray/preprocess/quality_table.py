@@ -13,8 +13,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+from ray.data import ActorPoolStrategy
 
 from mammo_ray.data.mias import load_mias
 from mammo_ray.data.pgm import decode_pgm
@@ -55,7 +57,6 @@ class _QualityBatch:
         self.cfg = cfg
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import cv2
 
         cv2.setNumThreads(1)
         rows: list[dict[str, float | str]] = []
@@ -93,7 +94,6 @@ def quality_table(
     batch_size: int = 4,
 ) -> QualityTable:
     """Measure every enhancement method and the configured segmentation over the dataset."""
-    from ray.data import ActorPoolStrategy
 
     dataset = load_mias(data_path, scheme=cfg.label_scheme)
     records = dataset.records[:limit] if limit else dataset.records

@@ -6,13 +6,12 @@ python -m mammo_ray.report --storage DIR [--out DIR/report.md]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mammo_ray.files import write_text_atomic
 from mammo_ray.plots import plot_confusion_matrix, plot_metric_by_epoch
 from mammo_ray.report.cells import (
     validation_accuracy_series,
@@ -49,17 +48,6 @@ def _copy_lime(lime: Mapping[str, Any], storage: Path, target: Path) -> dict[str
             shown += 1
         images.append({**image, "png": png if source is not None else None})
     return {**lime, "images": images}
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_report(storage: str | Path, out: str | Path | None = None) -> Path:
@@ -109,7 +97,7 @@ def write_report(storage: str | Path, out: str | Path | None = None) -> Path:
     text = build_report(
         inputs.search, inputs.best_metrics, lime, inputs.audit, inputs.quality, figures
     )
-    _write_text_atomic(out, text)
+    write_text_atomic(out, text)
     return out
 
 

@@ -46,12 +46,13 @@ from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
 from mammo_ray.explain.lime_images import explain_images
-from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
+from mammo_ray.files import write_json_atomic
+from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig
-from mammo_ray.learn.evaluate import evaluate_test_split
-from mammo_ray.learn.inference import select_device
+from mammo_ray.learn.evaluate import evaluate_and_log
 from mammo_ray.learn.models import ModelConfig, resolve_pretrained
 from mammo_ray.learn.trial import trial_arrays
+from mammo_ray.preprocess.pipeline import ensure_ray
 from mammo_ray.preprocess.prepared import prepare_data
 from mammo_ray.report.document import write_report
 from mammo_ray.search.results import (
@@ -137,11 +138,7 @@ def run_search(
         raise ConfigError(f"{tune_dir}: nothing to resume (no Ray Tune experiment there)")
     out.mkdir(parents=True, exist_ok=True)
 
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+    ensure_ray(address)
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
     cpus = cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
     data = prepare_data(
@@ -295,8 +292,7 @@ def _finish_search(
         "space": str(Path(space_path).resolve()),
         "command": command,
         "split": space.base["split"]["method"],
-        "leaky": space.base["split"]["method"] == "paper"
-        or space.base.get("augment_before_split", False),
+        "leaky": from_dict(TrainConfig, space.base, where=str(space_path)).leaky,
         "mlflow": {"uri": uri, "parent_run_id": parent.run_id, "experiment": experiment},
         "best_trial": None,
         "trials": trials,
@@ -320,9 +316,7 @@ def _finish_search(
             seed=seed,
         )
     summary["timings"] = timings | {"finish_s": time.perf_counter() - finish_start}
-    staged = out / "search.json.tmp"
-    staged.write_text(json.dumps(summary, indent=1, default=str))
-    staged.replace(out / "search.json")  # whole or absent, never half-written
+    write_json_atomic(out / "search.json", summary, indent=1, default=str)
     write_trials_csv(out / "trials.csv", trials, settings.metric)
     _write_report(out)
     parent.log_artifacts([out / n for n in ("search.json", "trials.csv", "report.md")])
@@ -356,23 +350,17 @@ def _finish_best(
     best_dir.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as directory:
         shutil.copyfile(Path(directory) / "model.pt", best_dir / "model.pt")
-    ckpt = load_checkpoint(best_dir / "model.pt")
-    cfg = from_dict(TrainConfig, ckpt.config, where="best checkpoint config")
+    model, cfg, _ = load_trained(best_dir / "model.pt")
     arrays = trial_arrays(cfg, data)
     test = np.asarray(arrays.split.test)
-    model = model_from_checkpoint(ckpt).to(select_device())
-    metrics = evaluate_test_split(
+    evaluate_and_log(
         model,
         arrays,
         best_dir,
+        parent,
         title=f"best: {cfg.model.backbone}, {cfg.split.method} split, test",
         seed=cfg.seed,
-    )
-    parent.log_metrics(
-        {f"test_{k}": metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-    )
-    parent.log_artifacts(
-        [best_dir / n for n in ("metrics.json", "predictions.csv", "confusion_matrix.png")], "best"
+        artifact_path="best",
     )
     _log_model(parent, model, cfg.input_size)
     if explain_n > 0:

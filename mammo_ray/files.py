@@ -1,0 +1,60 @@
+"""Files that are whole or absent: every output mammo_ray writes goes through here.
+
+A file is written to a temporary name in its own folder, flushed to disk, then renamed over the
+target with :func:`os.replace` (atomic on POSIX and Windows within one file system), so a reader
+never sees half a file and a crash leaves the old version or nothing, never a fragment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_path", "write_text_atomic", "write_json_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on a clean exit it replaces ``path``.
+
+    The caller writes the temporary file (with any library: ``torch.save``, ``to_csv``); if the
+    block raises, the temporary file is removed and ``path`` is left as it was. Missing parent
+    folders are created.
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> target.read_text()
+    'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_path`; return ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, data: Any, *, indent: int = 2, **dumps: Any) -> Path:
+    """``json.dumps(data)`` first (data JSON cannot hold raise before any file exists), then
+    :func:`write_text_atomic`; extra keywords go to :func:`json.dumps`."""
+    return write_text_atomic(path, json.dumps(data, indent=indent, **dumps))
