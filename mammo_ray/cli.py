@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mammo_ray.errors import ConfigError, MammoRayError
 
-__all__ = ["DATA_ENV", "add_data_argument", "resolve_data", "run_cli"]
+__all__ = ["DATA_ENV", "add_data_argument", "data_options", "resolve_data", "run_cli", "text_table"]
 
 DATA_ENV = "MAMMO_RAY_DATA"
 
@@ -23,6 +23,28 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", metavar="PATH", help=f"MIAS folder or archive (default: ${DATA_ENV})"
     )
+
+
+def data_options(*, workers: bool = True) -> argparse.ArgumentParser:
+    """The options of every command that reads films, as an argparse parent
+    (``ArgumentParser(parents=[data_options()])``): ``--data``, ``--cache``, ``--address`` and,
+    with ``workers``, ``--workers`` (Ray Data workers for preprocessing)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_data_argument(parent)
+    parent.add_argument(
+        "--cache", default="runs/cache", help="preprocessing cache root (default: runs/cache)"
+    )
+    if workers:
+        parent.add_argument(
+            "--workers",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="Ray Data workers for preprocessing (default: all CPUs)",
+        )
+    parent.add_argument(
+        "--address", help="Ray cluster: 'auto' or ray://host:10001 (default: a local Ray)"
+    )
+    return parent
 
 
 def resolve_data(value: str | None) -> Path:
@@ -35,6 +57,30 @@ def resolve_data(value: str | None) -> Path:
             "(download it with 'python -m mammo_ray.data fetch')"
         )
     return Path(value)
+
+
+def text_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None
+) -> list[str]:
+    """The lines of an aligned text table, two spaces between columns, for the terminal.
+
+    ``align`` has ``l`` or ``r`` per column (default: the first column left, the rest right).
+
+    >>> print("\\n".join(text_table(("class", "n"), [("normal", 207), ("calc", 25)])))
+    class     n
+    normal  207
+    calc     25
+    """
+    align = align or "l" + "r" * (len(header) - 1)
+    cells = [[str(value) for value in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [
+        "  ".join(
+            cell.rjust(width) if side == "r" else cell.ljust(width)
+            for cell, width, side in zip(row, widths, align, strict=True)
+        ).rstrip()
+        for row in cells
+    ]
 
 
 def run_cli(

@@ -151,6 +151,7 @@ def test_checkpoint_with_other_labels_is_a_checkpoint_error(checkpoint, tmp_path
         evaluate_checkpoint(other, tmp_path, tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_module_entry_point_exits_2_with_one_line(tmp_path):
     missing = tmp_path / "model.pt"
     result = subprocess.run(

@@ -187,6 +187,7 @@ def test_missing_config_file_is_one_line_and_exit_2(capsys, tmp_path):
     assert "config file not found" in one_line_error(capsys)
 
 
+@pytest.mark.slow
 def test_module_entry_point_exits_2_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mammo_ray.train", "--data", str(tmp_path / "none"), "--quiet"],

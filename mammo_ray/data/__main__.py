@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from mammo_ray.cli import add_data_argument, resolve_data, run_cli
+from mammo_ray.cli import add_data_argument, resolve_data, run_cli, text_table
 from mammo_ray.data.fetch import MIAS_IMAGE_COUNT, MIAS_URL, default_dest, fetch_mias
 from mammo_ray.data.mias import (
     CLASS_CODES,
@@ -27,20 +27,6 @@ from mammo_ray.data.mias import (
 )
 
 __all__ = ["main", "summary_text"]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> list[str]:
-    """Align a table, two spaces between columns; ``align`` has ``l`` or ``r`` per column."""
-    cells = [[str(value) for value in row] for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = []
-    for row in cells:
-        padded = [
-            cell.rjust(width) if side == "r" else cell.ljust(width)
-            for cell, width, side in zip(row, widths, align, strict=True)
-        ]
-        lines.append("  ".join(padded).rstrip())
-    return lines
 
 
 def _share(count: int, total: int) -> str:
@@ -64,24 +50,24 @@ def summary_text(dataset: MiasDataset) -> str:
         ("excluded", len(dataset.excluded)),
     ]
     sections = [
-        _table(("", ""), overview, "ll")[1:],
-        _table(
+        text_table(("", ""), overview, "ll")[1:],
+        text_table(
             ("label", "images", "share"),
             [(label, labels[label], _share(labels[label], total)) for label in LABELS],
             "lrr",
         ),
-        _table(
+        text_table(
             ("tissue", "images"),
             [(f"{code} {name}", tissues[code]) for code, name in TISSUES.items()],
             "lr",
         ),
-        _table(
+        text_table(
             ("severity", "images"),
             [(f"{code} {name}", severities[code]) for code, name in SEVERITIES.items()]
             + [("- none (normal)", severities[None])],
             "lr",
         ),
-        _table(
+        text_table(
             ("class", "images"),
             [(f"{code} {name}", classes[code]) for code, name in CLASS_CODES.items()],
             "lr",

@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mammo_ray.cli import add_data_argument, resolve_data
+from mammo_ray.cli import data_options, resolve_data, text_table
 from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
@@ -78,11 +77,11 @@ def explain_checkpoint(
 def format_table(result: Mapping[str, Any]) -> str:
     """``lime.json`` content as an aligned text table, one row per image, then the mean."""
     header = ("image", "true", "pred", "p(pred)", "positive weight in lesion")
-    lines = [header]
+    rows = []
     labels = list(result["labels"])
     for row in result["images"]:
         fraction = row["positive_weight_in_lesion"]
-        lines.append(
+        rows.append(
             (
                 row["image_id"],
                 row["true"],
@@ -91,11 +90,7 @@ def format_table(result: Mapping[str, Any]) -> str:
                 "-" if fraction is None else f"{fraction:.3f}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = [
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    ]
+    text = text_table(header, rows, "lllll")
     mean = result["mean_positive_weight_in_lesion"]
     scored = sum(row["positive_weight_in_lesion"] is not None for row in result["images"])
     text.append(
@@ -115,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="LIME explanations of a checkpoint's predictions (the paper's Figure 8): "
         "one PNG per image and lime.json with the share of positive LIME weight inside the "
         "MIAS abnormality circles. Cost: about num-samples forward passes per image.",
+        parents=[data_options()],
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by training")
-    add_data_argument(parser)
     parser.add_argument(
         "--images", type=_image_list, help="comma-separated ids, e.g. mdb001,mdb010"
     )
@@ -128,9 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=500, help="LIME samples per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
-    parser.add_argument("--cache", default="runs/cache", help="preprocessing cache root")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--address", help="Ray cluster address (default: local Ray)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -10,7 +10,6 @@ of the dataset is evaluated; confidence intervals resample patients.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mammo_ray.cli import add_data_argument, resolve_data
+from mammo_ray.cli import data_options, resolve_data
 from mammo_ray.data.mias import LABELS, MIAS_IMAGE_SHAPE
 from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.inference import autocast_dtype, predict
@@ -182,13 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Evaluate a trained checkpoint on every image of a MIAS dataset; writes "
         "metrics.json (per-class counts, accuracy, balanced accuracy, macro-F1, AUC, patient-"
         "bootstrap 95% CIs), predictions.csv and confusion_matrix.png.",
+        parents=[data_options()],
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by training")
-    add_data_argument(parser)
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--cache", default="runs/cache", help="preprocessing cache root")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--address", help="Ray cluster address (default: local Ray)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     metrics = evaluate_checkpoint(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from mammo_ray.cli import add_data_argument, resolve_data
+from mammo_ray.cli import data_options, resolve_data, text_table
 from mammo_ray.config import apply_overrides, from_dict, to_dict
 from mammo_ray.files import write_json_atomic, write_text_atomic
 from mammo_ray.learn.checkpoint import load_trained
@@ -200,20 +199,29 @@ def format_audit(rows: list[dict[str, Any]]) -> str:
     films``: test images that are a training film or a copy of one.
     """
     header = (
-        f"{'protocol':<32} {'n test':>6} {'accuracy (95% CI)':>24} {'bal. acc.':>9} "
-        f"{'shared patients':>15} {'test from train films':>21}"
+        "protocol",
+        "n test",
+        "accuracy (95% CI)",
+        "bal. acc.",
+        "shared patients",
+        "test from train films",
     )
-    lines = [header, "-" * len(header)]
+    table = []
     for row in rows:
         test, leakage = row["test"], row["leakage"]
         lo, hi = test["ci95"]["accuracy"]
-        accuracy = f"{test['accuracy']:.3f} ({lo:.3f}-{hi:.3f})"
-        lines.append(
-            f"{row['arm']:<32} {test['n']:>6} {accuracy:>24} "
-            f"{test['balanced_accuracy']:>9.3f} {leakage['patients_train_test']:>15} "
-            f"{leakage['test_images_from_train_films']:>21}"
+        table.append(
+            (
+                row["arm"],
+                test["n"],
+                f"{test['accuracy']:.3f} ({lo:.3f}-{hi:.3f})",
+                f"{test['balanced_accuracy']:.3f}",
+                leakage["patients_train_test"],
+                leakage["test_images_from_train_films"],
+            )
         )
-    return "\n".join(lines)
+    lines = text_table(header, table)
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,12 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mammo_ray.train",
         description="Train one configuration (e.g. search_spaces/published.yaml) and evaluate its "
         "best epoch once on the held-out test split; or run the leakage audit ('audit').",
+        parents=[data_options()],
     )
     parser.add_argument(
         "command", nargs="?", choices=["audit"], help="'audit': compare split protocols"
     )
     parser.add_argument("--config", help="training config YAML (default: built-in defaults)")
-    add_data_argument(parser)
     parser.add_argument(
         "--out", default="runs/train", help="output directory (default: runs/train)"
     )
@@ -239,14 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any config key, e.g. model.pretrained=none, optim.lr=0.0001, "
         "split.method=patient (aliases: pretrained, backbone, lr, optimizer); repeatable",
     )
-    parser.add_argument("--cache", default="runs/cache", help="preprocessing cache root")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="Ray Data workers for preprocessing",
-    )
-    parser.add_argument("--address", help="Ray cluster address for preprocessing (default: local)")
     parser.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite under --out)")
     parser.add_argument(
         "--no-augment-first",

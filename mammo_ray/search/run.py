@@ -37,10 +37,11 @@ from typing import Any
 import mlflow
 import numpy as np
 import ray
+import torch
 from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from mammo_ray.cli import add_data_argument, resolve_data
+from mammo_ray.cli import data_options, resolve_data
 from mammo_ray.config import from_dict
 from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
@@ -412,7 +413,7 @@ def _log_model(parent, model, input_size: int) -> None:
 
     example = np.zeros((2, 1, input_size, input_size), np.float32)
     with mlflow.start_run(run_id=parent.run_id):
-        cpu_model = copy.deepcopy(model).cpu().eval()
+        cpu_model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
         mlflow.pytorch.log_model(cpu_model, name="best_model", input_example=example)
 
 
@@ -430,13 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
             "the held-out test split, explain it with LIME and write report.md. The published "
             "configuration is always the first trial."
         ),
+        parents=[data_options(workers=False)],
     )
     parser.add_argument(
         "--space",
         default=str(DEFAULT_SPACE),
         help="search space YAML (default: search_spaces/default.yaml)",
     )
-    add_data_argument(parser)
     parser.add_argument(
         "--set",
         action="append",
@@ -462,9 +463,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus-per-trial", type=float, default=0, help="GPUs per trial (default: 0)"
     )
     parser.add_argument(
-        "--address", help="Ray cluster: 'auto' or ray://host:10001 (default: local)"
-    )
-    parser.add_argument(
         "--name",
         default="search",
         help="search name: MLflow parent run, output folder (default: search)",
@@ -474,9 +472,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage",
         help="Ray Tune storage: a directory, or a URI such as s3://bucket/runs "
         "that every node of a cluster can reach (default: OUT/tune)",
-    )
-    parser.add_argument(
-        "--cache", default="runs/cache", help="preprocessing cache root (default: runs/cache)"
     )
     parser.add_argument(
         "--resume",
