@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from mammo_ray.config import to_dict
-from mammo_ray.data.mias import LABELS, MiasRecord
+from mammo_ray.data.mias_info import LABELS, MiasRecord
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.inference import autocast_dtype, cpu_threads, select_device
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD, ModelConfig, build_model

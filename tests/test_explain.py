@@ -12,7 +12,8 @@ from lime.lime_image import ImageExplanation
 from torch import nn
 
 from mammo_ray.config import to_dict
-from mammo_ray.data.mias import LABELS, MiasRecord, RoiCircle, load_mias
+from mammo_ray.data.mias import load_mias
+from mammo_ray.data.mias_info import LABELS, MiasRecord, RoiCircle
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles, map_circles, positive_weight_in_circles
 from mammo_ray.explain.command import format_table, main

@@ -12,7 +12,7 @@ import timm
 import torch
 
 from mammo_ray.config import from_dict, to_dict
-from mammo_ray.data.mias import LABELS, MiasRecord
+from mammo_ray.data.mias_info import LABELS, MiasRecord
 from mammo_ray.errors import CacheError, ConfigError, MammoRayError
 from mammo_ray.learn.checkpoint import load_checkpoint, model_from_checkpoint
 from mammo_ray.learn.config import OptimConfig, TrainConfig

@@ -16,15 +16,8 @@ from typing import TextIO
 
 from mammo_ray.cli import add_data_argument, resolve_data, run_cli, text_table
 from mammo_ray.data.fetch import MIAS_IMAGE_COUNT, MIAS_URL, default_dest, fetch_mias
-from mammo_ray.data.mias import (
-    CLASS_CODES,
-    LABEL_SCHEMES,
-    LABELS,
-    SEVERITIES,
-    TISSUES,
-    MiasDataset,
-    load_mias,
-)
+from mammo_ray.data.mias import MiasDataset, load_mias
+from mammo_ray.data.mias_info import CLASS_CODES, LABEL_SCHEMES, LABELS, SEVERITIES, TISSUES
 
 __all__ = ["main", "summary_text"]
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mammo_ray.data.mias import MIAS_IMAGE_SHAPE, MiasDataset, MiasRecord
+from mammo_ray.data.mias import MIAS_IMAGE_SHAPE, MiasDataset
+from mammo_ray.data.mias_info import MiasRecord
 from mammo_ray.explain.superpixels import describe_input
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.preprocess.enhance import enhance

@@ -46,7 +46,7 @@ import torch
 from lime.lime_image import LimeImageExplainer
 from torch import nn
 
-from mammo_ray.data.mias import LABELS, MiasRecord
+from mammo_ray.data.mias_info import LABELS, MiasRecord
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import positive_weight_in_circles
 from mammo_ray.explain.figure import explanation_figure

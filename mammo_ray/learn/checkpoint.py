@@ -17,7 +17,7 @@ from torch import nn
 
 import mammo_ray
 from mammo_ray.config import from_dict
-from mammo_ray.data.mias import LABELS
+from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CheckpointError, ConfigError
 from mammo_ray.files import atomic_path
 from mammo_ray.learn.config import TrainConfig
@@ -205,7 +205,7 @@ def load_trained(path: str | Path) -> TrainedModel:
     ------
     CheckpointError
         The file is missing, not a checkpoint, does not fit its model, or its labels are not
-        this version's :data:`~mammo_ray.data.mias.LABELS`.
+        this version's :data:`~mammo_ray.data.mias_info.LABELS`.
     ConfigError
         The checkpoint's config is not a valid training config (naming the file).
     """

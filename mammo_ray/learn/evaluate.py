@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from mammo_ray.cli import data_options, resolve_data
-from mammo_ray.data.mias import LABELS, MIAS_IMAGE_SHAPE
+from mammo_ray.data.mias import MIAS_IMAGE_SHAPE
+from mammo_ray.data.mias_info import LABELS
 from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.inference import autocast_dtype, predict
 from mammo_ray.learn.metrics import (

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mammo_ray.data.mias import LABELS
+from mammo_ray.data.mias_info import LABELS
 from mammo_ray.learn.augment import (
     build_eval_transforms,
 )

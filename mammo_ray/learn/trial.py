@@ -34,7 +34,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, 
 from torch import nn
 
 from mammo_ray.config import from_dict, to_dict
-from mammo_ray.data.mias import LABELS
+from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError, MammoRayError
 from mammo_ray.learn.augment import (
     build_train_transforms,

@@ -41,13 +41,8 @@ from ray.data import ActorPoolStrategy, DataContext
 
 from mammo_ray import __version__
 from mammo_ray.config import config_key, from_dict, to_dict
-from mammo_ray.data.mias import (
-    MIAS_IMAGE_SHAPE,
-    MiasDataset,
-    MiasRecord,
-    dataset_fingerprint,
-    load_mias,
-)
+from mammo_ray.data.mias import MIAS_IMAGE_SHAPE, MiasDataset, dataset_fingerprint, load_mias
+from mammo_ray.data.mias_info import MiasRecord
 from mammo_ray.data.pgm import decode_pgm
 from mammo_ray.errors import CacheError, MammoRayError
 from mammo_ray.preprocess.enhance import EnhanceConfig, enhance

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mammo_ray.data.mias import LABELS, MIAS_IMAGE_SHAPE
+from mammo_ray.data.mias import MIAS_IMAGE_SHAPE
+from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CacheError
 from mammo_ray.preprocess.pipeline import (
     CacheManifest,
@@ -46,7 +47,7 @@ class PreparedData:
 
     @property
     def labels(self) -> np.ndarray:
-        """(N,) int64 class index of each record into :data:`~mammo_ray.data.mias.LABELS`."""
+        """(N,) int64 class index of each record into :data:`~mammo_ray.data.mias_info.LABELS`."""
         index = {name: i for i, name in enumerate(LABELS)}
         return np.array([index[r.label] for r in self.manifest.records], dtype=np.int64)
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mammo_ray.data import archive
-from mammo_ray.data.mias import (
+from mammo_ray.data.mias import load_mias
+from mammo_ray.data.mias_info import (
     CLASS_CODES,
     EXCLUDE,
     LABEL_SCHEMES,
@@ -20,7 +21,6 @@ from mammo_ray.data.mias import (
     MiasRecord,
     RoiCircle,
     image_label,
-    load_mias,
     parse_info,
     patient_id,
 )
