@@ -38,7 +38,7 @@ import yaml
 
 from mammo_ray.learn.trial import train_trial
 from mammo_ray.preprocess.prepared import prepare_data
-from mammo_ray.search.run import run_search
+from mammo_ray.search.run import SearchOptions, run_search
 from mammo_ray.search.space import load_search_space
 
 SPACE = Path(__file__).resolve().parent / "search_bench_space.yaml"
@@ -108,7 +108,9 @@ def compare_searchers(
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
         run_search(
-            space, data_path, name=run, out_dir=out, cache_root=cache, seed=seed, explain_n=0
+            space,
+            data_path,
+            SearchOptions(name=run, out_dir=out, cache_root=cache, seed=seed, explain_n=0),
         )
         seconds[name] = time.perf_counter() - start
         found[name] = trained_epochs(out / "tune")
@@ -133,7 +135,9 @@ def tune_overhead(data_path: Path, work: Path, cache: Path, size: int) -> dict[s
     out = work / "overhead"
     shutil.rmtree(out, ignore_errors=True)
     summary = run_search(
-        space, data_path, name="overhead", out_dir=out, cache_root=cache, explain_n=0
+        space,
+        data_path,
+        SearchOptions(name="overhead", out_dir=out, cache_root=cache, explain_n=0),
     )
     loaded = load_search_space(space)
     config = loaded.config_for(summary["trials"][0]["params"])

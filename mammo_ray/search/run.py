@@ -40,6 +40,7 @@ import ray
 import torch
 from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
+from torch import nn
 
 from mammo_ray.cli import data_options, resolve_data
 from mammo_ray.config import from_dict
@@ -52,9 +53,9 @@ from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.evaluate import evaluate_and_log
 from mammo_ray.learn.models import ModelConfig, resolve_pretrained
-from mammo_ray.learn.trial import trial_arrays
+from mammo_ray.learn.trial import TrialArrays, trial_arrays
 from mammo_ray.preprocess.pipeline import ensure_ray
-from mammo_ray.preprocess.prepared import prepare_data
+from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.report.document import write_report
 from mammo_ray.search.results import (
     best_checkpoint,
@@ -64,7 +65,7 @@ from mammo_ray.search.results import (
     trial_record,
     write_trials_csv,
 )
-from mammo_ray.search.space import BUILTIN_SPACES, load_search_space
+from mammo_ray.search.space import BUILTIN_SPACES, SearchSettings, SearchSpace, load_search_space
 from mammo_ray.search.tune import (
     TrialEpochBudget,
     legacy_tune_output,
@@ -75,226 +76,259 @@ from mammo_ray.search.tune import (
 )
 from mammo_ray.tracking import TrainingRun, global_tracking_uri, tracking_uri
 
-__all__ = ["DEFAULT_SPACE", "run_search"]
+__all__ = ["DEFAULT_SPACE", "EXPERIMENT", "SearchOptions", "run_search"]
 
 
 DEFAULT_SPACE = BUILTIN_SPACES / "default.yaml"
+EXPERIMENT = "mammo_ray"
+"""The MLflow experiment of every search."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOptions:
+    """How to run one search, beyond its space file: the command line's options.
+
+    ``num_samples``, ``max_epochs`` and ``time_budget_s`` override the space's ``search``
+    settings when given. ``storage`` puts Ray Tune's experiment elsewhere than ``OUT/tune`` (a
+    directory, or a URI such as ``s3://bucket/runs`` that every node can reach).
+    ``cpus_per_trial`` defaults to all CPUs of the cluster over the concurrent trials.
+    """
+
+    name: str = "search"
+    overrides: tuple[str, ...] = ()
+    out_dir: Path | None = None
+    storage: str | None = None
+    cache_root: Path = Path("runs/cache")
+    num_samples: int | None = None
+    max_epochs: int | None = None
+    time_budget_s: float | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float = 0
+    address: str | None = None
+    resume: bool = False
+    mlflow_uri: str | None = None
+    seed: int = 0
+    explain_n: int = 4
+    lime_samples: int = 300
+    command: str = ""
+
+    @property
+    def out(self) -> Path:
+        """The search's folder: ``out_dir``, or ``runs/<name>``, absolute."""
+        return Path(self.out_dir or Path("runs") / self.name).resolve()
+
+    @property
+    def tune_location(self) -> tuple[str, str]:
+        """(storage path, experiment name) of Ray Tune's experiment."""
+        if self.storage is None:
+            return str(self.out), "tune"
+        root = self.storage if "://" in self.storage else str(Path(self.storage).resolve())
+        return root, self.name
+
+    @property
+    def tune_dir(self) -> str:
+        root, name = self.tune_location
+        return f"{root.rstrip('/')}/{name}"
+
+    def settings_for(self, space: SearchSpace) -> SearchSettings:
+        """The space's search settings with this run's overrides; ASHA's grace period is
+        clipped to ``max_epochs``."""
+        given = {
+            "num_samples": self.num_samples,
+            "max_epochs": self.max_epochs,
+            "time_budget_s": self.time_budget_s,
+        }
+        settings = dataclasses.replace(
+            space.settings, **{k: v for k, v in given.items() if v is not None}
+        )
+        if settings.grace_period > settings.max_epochs:
+            settings = dataclasses.replace(settings, grace_period=settings.max_epochs)
+        return settings
+
+
+@dataclasses.dataclass
+class _Search:
+    """What the steps of one search share once it is set up."""
+
+    space_path: Path
+    data_path: Path
+    options: SearchOptions
+    space: SearchSpace
+    settings: SearchSettings
+    data: PreparedData
+    parent: TrainingRun
+    uri: str
+    cpus_per_trial: float
+    timings: dict[str, float]
 
 
 def run_search(
-    space_path: str | Path,
-    data_path: str | Path,
-    *,
-    name: str,
-    overrides: Sequence[str] = (),
-    out_dir: str | Path | None = None,
-    storage: str | None = None,
-    cache_root: str | Path = "runs/cache",
-    num_samples: int | None = None,
-    max_epochs: int | None = None,
-    time_budget_s: float | None = None,
-    cpus_per_trial: float | None = None,
-    gpus_per_trial: float = 0,
-    address: str | None = None,
-    resume: bool = False,
-    mlflow_uri: str | None = None,
-    seed: int = 0,
-    explain_n: int = 4,
-    lime_samples: int = 300,
-    command: str = "",
+    space_path: str | Path, data_path: str | Path, options: SearchOptions = SearchOptions()
 ) -> dict[str, Any]:
-    """Run or resume a search; evaluate, explain and report its best trial; return search.json."""
+    """Run or resume a search; evaluate, explain and report its best trial; return search.json.
 
+    Three steps: set up (space, Ray, the preprocessing cache, the MLflow parent run), tune (Ray
+    Tune with Optuna/ASHA or a grid; the parent run ends KILLED if this is interrupted), finish
+    (trial records, the best trial evaluated once and explained, ``report.md``; FAILED if this
+    raises).
+    """
     start = time.perf_counter()
-    space = load_search_space(space_path, overrides)
+    search = _set_up(Path(space_path), Path(data_path), options)
+    with global_tracking_uri(search.uri), legacy_tune_output():
+        try:
+            results = _tune(search)
+        except BaseException:
+            search.parent.end("KILLED")
+            raise
+        try:
+            summary = _finish_search(search, results)
+        except BaseException:
+            search.parent.end("FAILED")
+            raise
+    search.parent.end("FINISHED")
+    minutes = (time.perf_counter() - start) / 60
+    print(f"\nsearch {options.name!r} done in {minutes:.1f} min: {options.out}")
+    print(f"report: {options.out / 'report.md'}")
+    print(f"MLflow: mlflow ui --backend-store-uri {search.uri}")
+    return summary
+
+
+def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Search:
+    """Load and check the space, check that the folder is new (or resumable), start or join
+    Ray, prepare the data, and start (or resume) the MLflow parent run."""
+    start = time.perf_counter()
+    space = load_search_space(space_path, options.overrides)
     _check_pretrained(space)
-    settings = dataclasses.replace(
-        space.settings,
-        **{
-            k: v
-            for k, v in {
-                "num_samples": num_samples,
-                "max_epochs": max_epochs,
-                "time_budget_s": time_budget_s,
-            }.items()
-            if v is not None
-        },
-    )
-    if settings.grace_period > settings.max_epochs:
-        settings = dataclasses.replace(settings, grace_period=settings.max_epochs)
-    out = Path(out_dir or Path("runs") / name).resolve()
-    if storage is None:
-        tune_root, tune_name = str(out), "tune"
-    else:
-        tune_root = storage if "://" in storage else str(Path(storage).resolve())
-        tune_name = name
-    tune_dir = f"{tune_root.rstrip('/')}/{tune_name}"
+    settings = options.settings_for(space)
+    out = options.out
     state_path = out / "search_state.json"
-    if state_path.exists() and not resume:
+    if state_path.exists() and not options.resume:
         raise ConfigError(
-            f"{out}: a search named {name!r} exists; pass --resume to continue it "
+            f"{out}: a search named {options.name!r} exists; pass --resume to continue it "
             "or choose another --name"
         )
-    if resume and not tune.Tuner.can_restore(tune_dir):
-        raise ConfigError(f"{tune_dir}: nothing to resume (no Ray Tune experiment there)")
+    if options.resume and not tune.Tuner.can_restore(options.tune_dir):
+        raise ConfigError(f"{options.tune_dir}: nothing to resume (no Ray Tune experiment there)")
     out.mkdir(parents=True, exist_ok=True)
 
-    ensure_ray(address)
+    ensure_ray(options.address)
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
-    cpus = cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
     data = prepare_data(
-        space.preprocess_config, data_path, cache_root, workers=total_cpus, progress=True
+        space.preprocess_config, data_path, options.cache_root, workers=total_cpus, progress=True
     )
-    timings = {"setup_s": time.perf_counter() - start}
-
-    uri = tracking_uri(out, mlflow_uri)
-    experiment = "mammo_ray"
-    if resume and state_path.exists():
-        parent_id = json.loads(state_path.read_text())["parent_run_id"]
-        parent = TrainingRun.resume(uri, parent_id)
+    uri = tracking_uri(out, options.mlflow_uri)
+    if options.resume and state_path.exists():
+        parent = TrainingRun.resume(uri, json.loads(state_path.read_text())["parent_run_id"])
         end_interrupted_children(parent)
     else:
         parent = TrainingRun(
             uri,
-            experiment=experiment,
-            run_name=f"search {name}",
-            tags={
-                "search_space": str(Path(space_path).resolve()),
-                "dataset_fingerprint": data.manifest.fingerprint,
-                "preprocess_key": data.manifest.key,
-            },
+            experiment=EXPERIMENT,
+            run_name=f"search {options.name}",
+            tags={"search_space": str(space_path.resolve()), **_data_tags(data)},
         )
         parent.log_params(
             {
                 "space": str(space_path),
-                "command": command or "run_search",
+                "command": options.command or "run_search",
                 **{f"search.{k}": v for k, v in dataclasses.asdict(settings).items()},
             }
         )
-        state_path.write_text(
-            json.dumps({"parent_run_id": parent.run_id, "space": str(space_path)})
-        )
-    parent_id = parent.run_id
+        write_json_atomic(state_path, {"parent_run_id": parent.run_id, "space": str(space_path)})
+    return _Search(
+        space_path=space_path,
+        data_path=data_path,
+        options=options,
+        space=space,
+        settings=settings,
+        data=data,
+        parent=parent,
+        uri=uri,
+        cpus_per_trial=options.cpus_per_trial or max(1, total_cpus // settings.max_concurrent),
+        timings={"setup_s": time.perf_counter() - start},
+    )
 
-    param_space, search_alg, scheduler = tune_objects(space, settings, seed)
+
+def _data_tags(data: PreparedData) -> dict[str, str]:
+    """MLflow tags that name the data a run saw: the dataset fingerprint and the cache key."""
+    return {"dataset_fingerprint": data.manifest.fingerprint, "preprocess_key": data.manifest.key}
+
+
+def _tune(search: _Search) -> tune.ResultGrid:
+    """Run (or restore and continue) Ray Tune's experiment; every trial an MLflow child run."""
+    space, settings, options = search.space, search.settings, search.options
+    tune_root, tune_name = options.tune_location
     fn = tune.with_resources(
-        tune.with_parameters(trainable, data=data, space=space, max_epochs=settings.max_epochs),
-        {"cpu": cpus, "gpu": gpus_per_trial},
-    )
-    run_config = tune.RunConfig(
-        name=tune_name,
-        storage_path=tune_root,
-        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        stop=(
-            TrialEpochBudget(settings.trial_epoch_budget) if settings.trial_epoch_budget else None
+        tune.with_parameters(
+            trainable, data=search.data, space=space, max_epochs=settings.max_epochs
         ),
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1,
-            checkpoint_score_attribute=settings.metric,
-            checkpoint_score_order=settings.mode,
-        ),
-        callbacks=[
-            MLflowLoggerCallback(
-                tracking_uri=uri,
-                experiment_name=experiment,
-                save_artifact=True,
-                tags={
-                    "mlflow.parentRunId": parent_id,
-                    "search": name,
-                    "dataset_fingerprint": data.manifest.fingerprint,
-                    "preprocess_key": data.manifest.key,
-                },
-            )
-        ],
-        progress_reporter=progress_reporter(space, settings),
-        verbose=1,
+        {"cpu": search.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
-    with global_tracking_uri(uri), legacy_tune_output():
-        try:
-            if resume:
-                tuner = tune.Tuner.restore(tune_dir, trainable=fn, resume_errored=True)
-            else:
-                tuner = tune.Tuner(
-                    fn,
-                    param_space=param_space,
-                    tune_config=tune.TuneConfig(
-                        search_alg=search_alg,
-                        scheduler=scheduler,
-                        num_samples=1 if space.grid else settings.num_samples,
-                        max_concurrent_trials=settings.max_concurrent,
-                        time_budget_s=settings.time_budget_s,
-                        trial_dirname_creator=trial_dirname,
-                    ),
-                    run_config=run_config,
+    if options.resume:
+        tuner = tune.Tuner.restore(options.tune_dir, trainable=fn, resume_errored=True)
+    else:
+        param_space, search_alg, scheduler = tune_objects(space, settings, options.seed)
+        child_tags = {"mlflow.parentRunId": search.parent.run_id, "search": options.name}
+        run_config = tune.RunConfig(
+            name=tune_name,
+            storage_path=tune_root,
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            stop=(
+                TrialEpochBudget(settings.trial_epoch_budget)
+                if settings.trial_epoch_budget
+                else None
+            ),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=settings.metric,
+                checkpoint_score_order=settings.mode,
+            ),
+            callbacks=[
+                MLflowLoggerCallback(
+                    tracking_uri=search.uri,
+                    experiment_name=EXPERIMENT,
+                    save_artifact=True,
+                    tags=child_tags | _data_tags(search.data),
                 )
-            tune_start = time.perf_counter()
-            results = tuner.fit()
-            timings["tune_s"] = time.perf_counter() - tune_start
-        except BaseException:
-            parent.end("KILLED")
-            raise
-        try:
-            summary = _finish_search(
-                results,
-                space,
-                settings,
-                data,
-                data_path,
-                out,
-                parent,
-                timings,
-                name=name,
-                space_path=space_path,
-                command=command,
-                uri=uri,
-                experiment=experiment,
-                explain_n=explain_n,
-                lime_samples=lime_samples,
-                seed=seed,
-            )
-        except BaseException:
-            parent.end("FAILED")
-            raise
-    parent.end("FINISHED")
-    total = time.perf_counter() - start
-    print(f"\nsearch {name!r} done in {total / 60:.1f} min: {out}")
-    print(f"report: {out / 'report.md'}")
-    print(f"MLflow: mlflow ui --backend-store-uri {uri}")
-    return summary
+            ],
+            progress_reporter=progress_reporter(space, settings),
+            verbose=1,
+        )
+        tuner = tune.Tuner(
+            fn,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=search_alg,
+                scheduler=scheduler,
+                num_samples=1 if space.grid else settings.num_samples,
+                max_concurrent_trials=settings.max_concurrent,
+                time_budget_s=settings.time_budget_s,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=run_config,
+        )
+    start = time.perf_counter()
+    results = tuner.fit()
+    search.timings["tune_s"] = time.perf_counter() - start
+    return results
 
 
-def _finish_search(
-    results,
-    space,
-    settings,
-    data,
-    data_path,
-    out: Path,
-    parent,
-    timings: dict[str, float],
-    *,
-    name: str,
-    space_path,
-    command: str,
-    uri: str,
-    experiment: str,
-    explain_n: int,
-    lime_samples: int,
-    seed: int,
-) -> dict[str, Any]:
+def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
     """Record the trials, evaluate and explain the best one, write search.json and the report."""
-    finish_start = time.perf_counter()
-    trials = [trial_record(r, space, settings.metric, settings.mode) for r in results]
+    start = time.perf_counter()
+    settings, out, parent = search.settings, search.options.out, search.parent
+    trials = [trial_record(r, search.space, settings.metric, settings.mode) for r in results]
     log_trial_checkpoints(parent, results, settings.metric, settings.mode)
+    base = from_dict(TrainConfig, search.space.base, where=str(search.space_path))
     summary = {
-        "name": name,
+        "name": search.options.name,
         "metric": settings.metric,
         "mode": settings.mode,
-        "space": str(Path(space_path).resolve()),
-        "command": command,
-        "split": space.base["split"]["method"],
-        "leaky": from_dict(TrainConfig, space.base, where=str(space_path)).leaky,
-        "mlflow": {"uri": uri, "parent_run_id": parent.run_id, "experiment": experiment},
+        "space": str(search.space_path.resolve()),
+        "command": search.options.command,
+        "split": base.split.method,
+        "leaky": base.leaky,
+        "mlflow": {"uri": search.uri, "parent_run_id": parent.run_id, "experiment": EXPERIMENT},
         "best_trial": None,
         "trials": trials,
     }
@@ -306,20 +340,11 @@ def _finish_search(
     checkpoint = None if best is None else best_checkpoint(best, settings.metric, settings.mode)
     if checkpoint is not None:
         summary["best_trial"] = Path(best.path).name
-        _finish_best(
-            checkpoint,
-            data,
-            data_path,
-            out,
-            parent,
-            explain_n=explain_n,
-            lime_samples=lime_samples,
-            seed=seed,
-        )
-    summary["timings"] = timings | {"finish_s": time.perf_counter() - finish_start}
+        _finish_best(search, checkpoint)
+    summary["timings"] = search.timings | {"finish_s": time.perf_counter() - start}
     write_json_atomic(out / "search.json", summary, indent=1, default=str)
     write_trials_csv(out / "trials.csv", trials, settings.metric)
-    _write_report(out)
+    write_report(out, out / "report.md")
     parent.log_artifacts([out / n for n in ("search.json", "trials.csv", "report.md")])
     parent.log_artifacts([p for p in (out / "report_figures",) if p.exists()], "report_figures")
     return summary
@@ -342,18 +367,15 @@ def _check_pretrained(space) -> None:
             resolve_pretrained(ModelConfig(backbone=backbone, pretrained=pretrained))
 
 
-def _finish_best(
-    checkpoint, data, data_path, out: Path, parent, *, explain_n: int, lime_samples: int, seed: int
-) -> None:
+def _finish_best(search: _Search, checkpoint: tune.Checkpoint) -> None:
     """Evaluate the best checkpoint once on the test split, explain test images, log to parent."""
-
+    out, parent = search.options.out, search.parent
     best_dir = out / "best"
     best_dir.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as directory:
         shutil.copyfile(Path(directory) / "model.pt", best_dir / "model.pt")
     model, cfg, _ = load_trained(best_dir / "model.pt")
-    arrays = trial_arrays(cfg, data)
-    test = np.asarray(arrays.split.test)
+    arrays = trial_arrays(cfg, search.data)
     evaluate_and_log(
         model,
         arrays,
@@ -364,41 +386,30 @@ def _finish_best(
         artifact_path="best",
     )
     _log_model(parent, model, cfg.input_size)
-    if explain_n > 0:
-        _explain(
-            model,
-            cfg,
-            data,
-            data_path,
-            arrays,
-            test,
-            out / "explain",
-            explain_n,
-            lime_samples,
-            seed,
-        )
+    if search.options.explain_n > 0:
+        _explain(search, model, cfg, arrays)
         parent.log_artifacts([out / "explain"], "explain")
 
 
-def _explain(
-    model, cfg, data, data_path, arrays, test, out: Path, n: int, num_samples: int, seed: int
-) -> None:
-    """LIME on ``n`` test images, abnormal ones first (they have circles to compare with)."""
-
-    by_id = {r.image_id: r for r in data.manifest.records}
+def _explain(search: _Search, model: nn.Module, cfg: TrainConfig, arrays: TrialArrays) -> None:
+    """LIME on ``explain_n`` test images, abnormal ones first (they have circles to compare
+    with), the rest drawn at random with the search's seed."""
+    options = search.options
+    test = np.asarray(arrays.split.test)
+    by_id = {r.image_id: r for r in search.data.manifest.records}
     test_records = [by_id[arrays.image_ids[i].split("~")[0]] for i in test]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed)
     order = sorted(range(len(test)), key=lambda j: (not test_records[j].rois, rng.random()))
-    chosen = sorted(order[:n])
+    chosen = sorted(order[: options.explain_n])
     records = [test_records[j] for j in chosen]
-    dataset = load_mias(data_path, scheme=cfg.preprocess.label_scheme)
+    dataset = load_mias(search.data_path, scheme=cfg.preprocess.label_scheme)
     explain_images(
         model,
         arrays.images[test[chosen]],
         records,
-        out,
-        num_samples=num_samples,
-        seed=seed,
+        options.out / "explain",
+        num_samples=options.lime_samples,
+        seed=options.seed,
         circles_in_input_coords=input_circles(dataset, records, cfg),
     )
 
@@ -415,11 +426,6 @@ def _log_model(parent, model, input_size: int) -> None:
     with mlflow.start_run(run_id=parent.run_id):
         cpu_model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
         mlflow.pytorch.log_model(cpu_model, name="best_model", input_example=example)
-
-
-def _write_report(out: Path) -> None:
-
-    write_report(out, out / "report.md")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -497,14 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run_search(
-        args.space,
-        resolve_data(args.data),
+    options = SearchOptions(
         name=args.name,
-        overrides=args.set,
-        out_dir=args.out,
+        overrides=tuple(args.set),
+        out_dir=None if args.out is None else Path(args.out),
         storage=args.storage,
-        cache_root=args.cache,
+        cache_root=Path(args.cache),
         num_samples=args.num_samples,
         max_epochs=args.max_epochs,
         time_budget_s=args.time_budget,
@@ -520,4 +524,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["python -m mammo_ray.search", *(argv if argv is not None else sys.argv[1:])]
         ),
     )
+    run_search(args.space, resolve_data(args.data), options)
     return 0
