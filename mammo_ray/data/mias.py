@@ -245,6 +245,35 @@ def _check_shape(image_shape: tuple[int, int] | None) -> tuple[int, int] | None:
     return shape
 
 
+def _match_rows_to_images(
+    rows: Sequence[InfoRow],
+    images: Mapping[str, Member],
+    root: str,
+    path: Path,
+    fmt: str,
+    info_source: str,
+) -> None:
+    """Raise :class:`MiasFormatError` (naming the Info.txt line) when a listed film has no
+    image; warn, for each image, when Info.txt has no row for it (it is left out)."""
+    listed: dict[str, InfoRow] = {}
+    for row in rows:
+        listed.setdefault(row.image_id, row)
+    missing = [row for image_id, row in listed.items() if image_id not in images]
+    if missing:
+        first = missing[0]
+        others = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise MiasFormatError(
+            f"{info_source}: line {first.line}: {first.image_id} is listed but "
+            f"{root}{first.image_id}.pgm is not in {path}{others}"
+        )
+    for image_id in sorted(set(images) - set(listed)):
+        warnings.warn(
+            f"{member_source(path, fmt, images[image_id].name)}: no row in {INFO_NAME}; "
+            "image left out",
+            stacklevel=3,
+        )
+
+
 def load_mias(
     path: str | Path,
     *,
@@ -307,23 +336,7 @@ def load_mias(
     info_source = member_source(path, fmt, info_name)
     rows = parse_info(info.decode("latin-1"), info_source)
     images = _image_members(members, root, path, fmt)
-    listed: dict[str, InfoRow] = {}
-    for row in rows:
-        listed.setdefault(row.image_id, row)
-    missing = [row for image_id, row in listed.items() if image_id not in images]
-    if missing:
-        first = missing[0]
-        others = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise MiasFormatError(
-            f"{info_source}: line {first.line}: {first.image_id} is listed but "
-            f"{root}{first.image_id}.pgm is not in {path}{others}"
-        )
-    for image_id in sorted(set(images) - set(listed)):
-        warnings.warn(
-            f"{member_source(path, fmt, images[image_id].name)}: no row in {INFO_NAME}; "
-            "image left out",
-            stacklevel=2,
-        )
+    _match_rows_to_images(rows, images, root, path, fmt, info_source)
     records, excluded = build_records(rows, scheme, image_shape or MIAS_IMAGE_SHAPE, info_source)
     return MiasDataset(
         path=path,

@@ -37,6 +37,7 @@ draws a tqdm progress bar per image on stderr.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -148,40 +149,100 @@ def explain_images(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
-    amp_dtype = autocast_dtype(precision, device)
     model.eval()
+    explainer = _Explainer(
+        model=model,
+        device=device,
+        amp_dtype=autocast_dtype(precision, device),
+        labels=tuple(labels),
+        num_samples=num_samples,
+        seed=seed,
+        batch_size=batch_size,
+        slic={"n_segments": n_segments, "compactness": compactness, "sigma": sigma},
+        num_features=num_features,
+    )
+    circles = circles_in_input_coords
+    rows = [
+        explainer.explain(image, record, [] if circles is None else list(circles[i]), out)
+        for i, (image, record) in enumerate(zip(images, records, strict=True))
+    ]
+    result = explainer.lime_json(rows)
+    write_json_atomic(out / "lime.json", result, indent=1)
+    return result
 
-    def probabilities(gray: np.ndarray) -> np.ndarray:
+
+@dataclasses.dataclass(frozen=True)
+class _Explainer:
+    """LIME for one model and one set of settings, applied image by image (:meth:`explain`)."""
+
+    model: nn.Module
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    labels: tuple[str, ...]
+    num_samples: int
+    seed: int
+    batch_size: int
+    slic: dict[str, float]
+    num_features: int
+
+    def probabilities(self, gray: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C) of uint8 images (N, S, S)."""
         return predict(
-            model,
+            self.model,
             torch.from_numpy(gray),
-            batch_size=batch_size,
-            device=device,
-            amp_dtype=amp_dtype,
+            batch_size=self.batch_size,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
         )
 
-    def classifier_fn(batch: np.ndarray) -> np.ndarray:
-        return probabilities(_gray_batch(batch))
+    def classifier_fn(self, batch: np.ndarray) -> np.ndarray:
+        """LIME's classifier: (N, H, W, 3) float64 in, probabilities out."""
+        return self.probabilities(_gray_batch(batch))
 
-    def segmentation_fn(rgb: np.ndarray) -> np.ndarray:
-        gray = _gray_batch(rgb[None])[0]
-        return slic_superpixels(gray, n_segments=n_segments, compactness=compactness, sigma=sigma)
+    def segmentation_fn(self, rgb: np.ndarray) -> np.ndarray:
+        """LIME's segmentation: :func:`slic_superpixels` of the gray image."""
+        return slic_superpixels(_gray_batch(rgb[None])[0], **self.slic)
 
-    rows = []
-    for index, (image, record) in enumerate(zip(images, records, strict=True)):
-        proba = probabilities(image[None])[0]
+    def lime_json(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The content of ``lime.json``: the rows, their mean lesion overlap, the settings."""
+        scored = [row["positive_weight_in_lesion"] for row in rows]
+        scored = [f for f in scored if f is not None]
+        slic = self.slic
+        return {
+            "images": rows,
+            "mean_positive_weight_in_lesion": float(np.mean(scored)) if scored else None,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "labels": list(self.labels),
+            "hide_color": 0,
+            "segmentation": (
+                f"slic(n_segments={slic['n_segments']}, compactness={slic['compactness']}, "
+                f"sigma={slic['sigma']}, channel_axis=None, mask=image>0)"
+            ),
+        }
+
+    def explain(
+        self,
+        image: np.ndarray,
+        record: MiasRecord,
+        circles: list[tuple[float, float, float]],
+        out: Path,
+    ) -> dict[str, Any]:
+        """Explain the predicted class of one image with a fresh seeded explainer; draw
+        ``<image_id>_lime.png`` into ``out``; return its row of ``lime.json``."""
+        labels = self.labels
+        proba = self.probabilities(image[None])[0]
         pred = int(np.argmax(proba))
-        explanation = LimeImageExplainer(random_state=seed).explain_instance(
+        explanation = LimeImageExplainer(random_state=self.seed).explain_instance(
             image.astype(np.float64),
-            classifier_fn,
+            self.classifier_fn,
             labels=(pred,),
             top_labels=None,
             hide_color=0,
-            num_samples=num_samples,
-            batch_size=batch_size,
-            segmentation_fn=segmentation_fn,
+            num_samples=self.num_samples,
+            batch_size=self.batch_size,
+            segmentation_fn=self.segmentation_fn,
         )
-        circles = [] if circles_in_input_coords is None else list(circles_in_input_coords[index])
         fraction = positive_weight_in_circles(
             explanation.segments, dict(explanation.local_exp[pred]), circles
         )
@@ -194,35 +255,17 @@ def explain_images(
             title += f"; positive weight in lesion {fraction:.2f}"
         png = f"{record.image_id}_lime.png"
         figure = explanation_figure(
-            image, explanation, pred, title=title, circles=circles, num_features=num_features
+            image, explanation, pred, title=title, circles=circles, num_features=self.num_features
         )
         figure.savefig(out / png, format="png", dpi=figure.dpi)
-        rows.append(
-            {
-                "image_id": record.image_id,
-                "true": labels[true],
-                "pred": labels[pred],
-                "proba": [float(p) for p in proba],
-                "positive_weight_in_lesion": fraction,
-                "png": png,
-            }
-        )
-    scored = [row["positive_weight_in_lesion"] for row in rows]
-    scored = [f for f in scored if f is not None]
-    result = {
-        "images": rows,
-        "mean_positive_weight_in_lesion": float(np.mean(scored)) if scored else None,
-        "num_samples": num_samples,
-        "seed": seed,
-        "labels": list(labels),
-        "hide_color": 0,
-        "segmentation": (
-            f"slic(n_segments={n_segments}, compactness={compactness}, sigma={sigma}, "
-            "channel_axis=None, mask=image>0)"
-        ),
-    }
-    write_json_atomic(out / "lime.json", result, indent=1)
-    return result
+        return {
+            "image_id": record.image_id,
+            "true": labels[true],
+            "pred": labels[pred],
+            "proba": [float(p) for p in proba],
+            "positive_weight_in_lesion": fraction,
+            "png": png,
+        }
 
 
 def select_images(

@@ -30,17 +30,17 @@ from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig, load_train_config
 from mammo_ray.learn.evaluate import evaluate_and_log
 from mammo_ray.learn.splits import leakage_report, write_split
-from mammo_ray.learn.trial import improves, train_trial, trial_arrays
+from mammo_ray.learn.trial import EpochCallback, TrialArrays, improves, train_trial, trial_arrays
 from mammo_ray.plots import plot_training_curves
-from mammo_ray.preprocess.prepared import prepare_data
+from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.tracking import TrainingRun, tracking_uri
 
 __all__ = ["run_training", "AUDIT_ARMS", "run_audit", "format_audit"]
 
 
 def run_training(
-    cfg,
-    data,
+    cfg: TrainConfig,
+    data: PreparedData,
     out_dir: str | Path,
     *,
     mlflow_uri: str | None = None,
@@ -56,20 +56,12 @@ def run_training(
     (returned). All of it is logged to one MLflow run (:class:`~mammo_ray.tracking.TrainingRun`)
     with the flattened config as params and every epoch's metrics at step = epoch.
     """
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = to_dict(cfg)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     arrays = trial_arrays(cfg, data)
-    split = arrays.split
-    write_split(out / "split.json", split, arrays.image_ids)
-    leakage = leakage_report(split, arrays.patient_ids.tolist())
-    train_films = set(arrays.source_index[list(split.train)].tolist())
-    leakage["test_images_from_train_films"] = sum(
-        1 for i in split.test if int(arrays.source_index[i]) in train_films
-    )
-
+    write_split(out / "split.json", arrays.split, arrays.image_ids)
     tags = {
         "dataset_fingerprint": data.manifest.fingerprint,
         "preprocess_key": data.manifest.key,
@@ -80,38 +72,17 @@ def run_training(
     uri = tracking_uri(out, mlflow_uri)
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
         run.log_params(config)
-        bar = tqdm(
+        with tqdm(
             total=cfg.epochs,
             unit="epoch",
             desc=run_name or "train",
             disable=not progress,
             file=sys.stderr,
-        )
-        key = f"val_{cfg.selection_metric}"
-        kept: list[float] = []
-
-        def on_epoch(metrics: dict[str, Any], checkpoint: str | None) -> None:
-            run.log_metrics(metrics, step=metrics["epoch"])
-            best = kept[-1] if kept else None
-            if checkpoint and improves(cfg.selection_metric, metrics[key], best):
-                kept.append(metrics[key])
-                shutil.copyfile(checkpoint, out / "model.pt")
-            bar.set_postfix(
-                loss=f"{metrics['train_loss']:.3f}",
-                val_acc=f"{metrics['val_accuracy']:.3f}",
-                val_bacc=f"{metrics['val_balanced_accuracy']:.3f}",
-                img_s=f"{metrics['images_per_s']:.0f}",
-            )
-            bar.update(1)
-
-        try:
-            result = train_trial(config, data, on_epoch)
-        finally:
-            bar.close()
+        ) as bar:
+            result = train_trial(config, data, _keep_best_epoch(cfg, out / "model.pt", run, bar))
         plot_training_curves(result["history"], out / "curves.png")
-        model = load_trained(out / "model.pt").model
         metrics = evaluate_and_log(
-            model,
+            load_trained(out / "model.pt").model,
             arrays,
             out,
             run,
@@ -127,7 +98,7 @@ def run_training(
             "images_per_s": [row["images_per_s"] for row in result["history"]],
             "split": cfg.split.method,
             "leaky": cfg.leaky,
-            "leakage": leakage,
+            "leakage": _leakage(arrays),
             "mlflow": {"uri": uri, "run_id": run.run_id},
         }
         write_json_atomic(out / "summary.json", summary)
@@ -135,6 +106,40 @@ def run_training(
         run.log_artifacts([out / name for name in _RUN_FILES])
         run.log_artifacts([out / "model.pt"], artifact_path="model")
     return summary
+
+
+def _keep_best_epoch(cfg: TrainConfig, path: Path, run: TrainingRun, bar: tqdm) -> EpochCallback:
+    """The epoch callback of a training run: log the epoch's metrics to ``run``, copy the
+    checkpoint to ``path`` when the selection metric improves, advance the progress bar."""
+    key = f"val_{cfg.selection_metric}"
+    kept: list[float] = []
+
+    def on_epoch(metrics: dict[str, Any], checkpoint: str | None) -> None:
+        run.log_metrics(metrics, step=metrics["epoch"])
+        if checkpoint and improves(cfg.selection_metric, metrics[key], kept[-1] if kept else None):
+            kept.append(metrics[key])
+            shutil.copyfile(checkpoint, path)
+        bar.set_postfix(
+            loss=f"{metrics['train_loss']:.3f}",
+            val_acc=f"{metrics['val_accuracy']:.3f}",
+            val_bacc=f"{metrics['val_balanced_accuracy']:.3f}",
+            img_s=f"{metrics['images_per_s']:.0f}",
+        )
+        bar.update(1)
+
+    return on_epoch
+
+
+def _leakage(arrays: TrialArrays) -> dict[str, Any]:
+    """:func:`~mammo_ray.learn.splits.leakage_report` of the run's split, plus
+    ``test_images_from_train_films``: test images that are a training film or a copy of one."""
+    split = arrays.split
+    leakage = leakage_report(split, arrays.patient_ids.tolist())
+    train_films = set(arrays.source_index[list(split.train)].tolist())
+    leakage["test_images_from_train_films"] = sum(
+        1 for i in split.test if int(arrays.source_index[i]) in train_films
+    )
+    return leakage
 
 
 _RUN_FILES = (
@@ -158,8 +163,8 @@ AUDIT_ARMS: dict[str, dict[str, Any]] = {
 
 
 def run_audit(
-    cfg,
-    data,
+    cfg: TrainConfig,
+    data: PreparedData,
     out_dir: str | Path,
     *,
     augment_first: bool = True,

@@ -164,6 +164,114 @@ def _steps_per_epoch(n_images: int, batch_size: int) -> int:
     return steps - 1 if n_images % batch_size == 1 and steps > 1 else steps
 
 
+@dataclasses.dataclass
+class _Fitter:
+    """The optimisation of one run: model, optimiser, schedule, loss, augmentation, seeds.
+
+    Built once per trial by :meth:`build`; :meth:`train_epoch` makes one pass over the training
+    images in a seeded random order, ``steps`` batches of ``batch_size``.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+    generator: torch.Generator
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    batch_size: int
+    steps: int
+
+    @classmethod
+    def build(
+        cls,
+        cfg: TrainConfig,
+        train_labels: np.ndarray,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+    ) -> _Fitter:
+        """Seed torch with ``cfg.seed``, build the model (channels_last, on ``device``), the fused
+        optimiser, the cosine schedule if asked, the (class-weighted) loss and the transforms."""
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, num_classes=len(LABELS)).to(device)
+        model = model.to(memory_format=torch.channels_last)
+        optimizer = _optimizer(cfg.optim, model.parameters())
+        steps = _steps_per_epoch(len(train_labels), cfg.batch_size)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
+            if cfg.optim.schedule == "cosine"
+            else None
+        )
+        weights = _class_weights(train_labels).to(device) if cfg.class_weighting else None
+        return cls(
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+            loss_fn=nn.CrossEntropyLoss(weight=weights),
+            transform=build_train_transforms(cfg.augment, GRAY_MEAN, GRAY_STD),
+            generator=torch.Generator().manual_seed(cfg.seed),
+            device=device,
+            amp_dtype=amp_dtype,
+            batch_size=cfg.batch_size,
+            steps=steps,
+        )
+
+    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, int]:
+        """One pass: (mean training loss over the images seen, their accuracy, images seen).
+
+        The loss and the count of correct predictions stay on the device and are read once.
+        """
+        self.model.train()
+        order = torch.randperm(len(images), generator=self.generator).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        for step in range(self.steps):
+            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+            batch = self.transform(images[index].unsqueeze(1), self.generator)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            target = labels[index]
+            with torch.autocast(
+                self.device.type,
+                dtype=self.amp_dtype or torch.float32,
+                enabled=self.amp_dtype is not None,
+            ):
+                logits = self.model(batch).float()
+            loss = self.loss_fn(logits, target)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.detach().argmax(1) == target).sum()
+        seen = min(self.steps * self.batch_size, len(images))
+        return float(loss_sum) / seen, int(correct) / seen, seen
+
+
+def _trial_tensors(
+    cfg: TrainConfig, arrays: TrialArrays, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    """(training images, training labels, the same labels as numpy, validation images,
+    validation labels) on ``device``; the x5 copies of the training images when asked for."""
+    train_rows, val_rows = np.asarray(arrays.split.train), np.asarray(arrays.split.val)
+    train_images, train_labels = arrays.images[train_rows], arrays.labels[train_rows]
+    if cfg.augment.mode == "x5" and not cfg.augment_before_split:
+        train_images, train_labels, _ = expand_offline(
+            train_images, train_labels, cfg.augment, cfg.seed
+        )
+    return (
+        torch.from_numpy(np.ascontiguousarray(train_images)).to(device),
+        torch.from_numpy(train_labels).to(device),
+        train_labels,
+        torch.from_numpy(np.ascontiguousarray(arrays.images[val_rows])).to(device),
+        arrays.labels[val_rows],
+    )
+
+
 def train_trial(
     config: dict[str, Any], data: PreparedData, on_epoch: EpochCallback
 ) -> dict[str, Any]:
@@ -197,65 +305,16 @@ def train_trial(
         torch.backends.cudnn.benchmark = True
     amp_dtype = autocast_dtype(cfg.precision, device)
     arrays = trial_arrays(cfg, data)
-    split = arrays.split
-
-    train_rows, val_rows = np.asarray(split.train), np.asarray(split.val)
-    train_images, train_labels = arrays.images[train_rows], arrays.labels[train_rows]
-    if cfg.augment.mode == "x5" and not cfg.augment_before_split:
-        train_images, train_labels, _ = expand_offline(
-            train_images, train_labels, cfg.augment, cfg.seed
-        )
-    x_train = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
-    y_train = torch.from_numpy(train_labels).to(device)
-    x_val = torch.from_numpy(np.ascontiguousarray(arrays.images[val_rows])).to(device)
-    y_val = arrays.labels[val_rows]
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, num_classes=len(LABELS)).to(device)
-    model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(cfg.optim, model.parameters())
-    steps = _steps_per_epoch(len(x_train), cfg.batch_size)
-    seen = min(steps * cfg.batch_size, len(x_train))
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
-        if cfg.optim.schedule == "cosine"
-        else None
-    )
-    weights = _class_weights(train_labels).to(device) if cfg.class_weighting else None
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
-    train_transform = build_train_transforms(cfg.augment, GRAY_MEAN, GRAY_STD)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
+    x_train, y_train, train_labels, x_val, y_val = _trial_tensors(cfg, arrays, device)
+    fitter = _Fitter.build(cfg, train_labels, device, amp_dtype)
+    key = f"val_{cfg.selection_metric}"
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     checkpoint_dir = Path(tempfile.mkdtemp(prefix="mammo-ray-ckpt-"))
     try:
         for epoch in range(1, cfg.epochs + 1):
-            model.train()
             start = time.perf_counter()
-            order = torch.randperm(len(x_train), generator=generator).to(device)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            for step in range(steps):
-                index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                batch = train_transform(x_train[index].unsqueeze(1), generator)
-                batch = batch.contiguous(memory_format=torch.channels_last)
-                target = y_train[index]
-                with torch.autocast(
-                    device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                ):
-                    logits = model(batch).float()
-                loss = loss_fn(logits, target)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if scheduler is not None:
-                    scheduler.step()
-                loss_sum += loss.detach() * len(index)
-                correct += (logits.detach().argmax(1) == target).sum()
-            train_loss = float(loss_sum) / seen
+            train_loss, train_accuracy, seen = fitter.train_epoch(x_train, y_train)
             seconds = time.perf_counter() - start
             if not math.isfinite(train_loss):
                 raise TrainingDiverged(
@@ -263,30 +322,29 @@ def train_trial(
                     f"(optim.name={cfg.optim.name}, optim.lr={cfg.optim.lr}); lower optim.lr"
                 )
             proba = predict(
-                model, x_val, batch_size=max(cfg.batch_size, 32), device=device, amp_dtype=amp_dtype
+                fitter.model, x_val, batch_size=max(cfg.batch_size, 32), amp_dtype=amp_dtype
             )
-            val = validation_metrics(proba, y_val)
             metrics = {
                 "epoch": epoch,
                 "train_loss": train_loss,
-                "train_accuracy": int(correct) / seen,
-                **{f"val_{k}": v for k, v in val.items()},
+                "train_accuracy": train_accuracy,
+                **{f"val_{k}": v for k, v in validation_metrics(proba, y_val).items()},
                 "images_per_s": seen / seconds,
                 "epoch_seconds": seconds,
             }
             history.append(metrics)
             path = save_checkpoint(
                 checkpoint_dir / "model.pt",
-                model,
+                fitter.model,
                 config=to_dict(cfg),
                 labels=list(LABELS),
                 preprocess_key=data.manifest.key,
                 metrics=metrics,
             )
-            key = f"val_{cfg.selection_metric}"
             if improves(cfg.selection_metric, metrics[key], None if best is None else best[key]):
                 best = metrics
             on_epoch(metrics, str(path))
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    split = arrays.split
     return {"best": best, "history": history, "split_method": split.method, "leaky": split.leaky}

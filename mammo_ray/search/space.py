@@ -239,26 +239,9 @@ def _check_configs(space: SearchSpace) -> None:
             raise SearchSpaceError(str(exc)) from None
 
 
-def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpace:
-    """Read and validate a search space YAML; raise :class:`SearchSpaceError` naming the key.
-
-    ``overrides`` (``key=value``, the ``--set`` flag) edit the fixed part, after ``fixed``.
-    """
-    path = Path(path)
-    try:
-        data = load_yaml(path)
-    except ConfigError as exc:
-        raise SearchSpaceError(str(exc)) from None
-    known = {"base", "fixed", "params", "grid", "search", "enqueue_published"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise SearchSpaceError(
-            f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
-        )
-    if "params" in data and "grid" in data:
-        raise SearchSpaceError(
-            f"{path}: give either params (sampled) or grid (all combinations), not both"
-        )
+def _read_base(path: Path, data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The space's training config: ``base`` (a YAML file beside the space), then ``fixed``
+    (dotted keys), then the ``--set`` overrides."""
     base: dict[str, Any] = {}
     if data.get("base"):
         base_path = (path.parent / data["base"]).resolve()
@@ -275,6 +258,14 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
         base = apply_overrides(base, overrides)
     except ConfigError as exc:
         raise SearchSpaceError(f"{path}: {exc}") from None
+    return base
+
+
+def _read_searched(
+    path: Path, data: Mapping[str, Any]
+) -> tuple[tuple[ParamSpec, ...], tuple[tuple[str, tuple[Any, ...]], ...]]:
+    """``params`` and ``grid`` of a space, checked: no preprocessing key, ``input_size`` only
+    as a choice, and a ``when`` condition only on a param listed before."""
     params_data = data.get("params") or {}
     grid_data = data.get("grid") or {}
     if not isinstance(params_data, Mapping) or not isinstance(grid_data, Mapping):
@@ -300,6 +291,31 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
                 raise SearchSpaceError(
                     f"{path}: params.{spec.key}.when: {other!r} must be a param listed before it"
                 )
+    return params, grid
+
+
+def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpace:
+    """Read and validate a search space YAML; raise :class:`SearchSpaceError` naming the key.
+
+    ``overrides`` (``key=value``, the ``--set`` flag) edit the fixed part, after ``fixed``.
+    """
+    path = Path(path)
+    try:
+        data = load_yaml(path)
+    except ConfigError as exc:
+        raise SearchSpaceError(str(exc)) from None
+    known = {"base", "fixed", "params", "grid", "search", "enqueue_published"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SearchSpaceError(
+            f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    if "params" in data and "grid" in data:
+        raise SearchSpaceError(
+            f"{path}: give either params (sampled) or grid (all combinations), not both"
+        )
+    base = _read_base(path, data, overrides)
+    params, grid = _read_searched(path, data)
     try:
         settings = from_dict(SearchSettings, data.get("search") or {}, where=f"{path}: search")
     except ConfigError as exc:
