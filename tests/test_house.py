@@ -2,6 +2,7 @@
 
 * No import cycle among the package's modules (imports inside functions count too), and no
   stage imports a later one: data -> preprocess -> learn -> (explain, search) -> report.
+* No module over 500 lines of code, no function over 80 lines.
 * ``python -m mammo_ray <command>`` reaches every command.
 * A wheel built from the tree and installed without its dependencies into an empty folder
   runs ``python -m mammo_ray.search --help`` and finds the shipped ``published.yaml``.
@@ -100,6 +101,26 @@ def test_stages_import_only_earlier_stages():
         and not (module.startswith("mammo_ray.search") and target.startswith("mammo_ray.report"))
     ]
     assert not upward, "imports pointing up the data flow:\n" + "\n".join(upward)
+
+
+MAX_CODE_LINES = 500
+MAX_FUNCTION_LINES = 80
+
+
+def test_modules_and_functions_stay_short():
+    """Code lines: not blank, not a comment. A function's lines include its docstring."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        code = sum(1 for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#"))
+        if code > MAX_CODE_LINES:
+            too_long.append(f"{path.relative_to(PACKAGE.parent)}: {code} lines of code")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.name}:{node.lineno} {node.name}: {lines} lines")
+    assert not too_long, "\n".join(too_long)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

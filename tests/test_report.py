@@ -13,14 +13,10 @@ from mammo_ray.cli import run_cli
 from mammo_ray.errors import ConfigError
 from mammo_ray.report.cells import validation_accuracy_series
 from mammo_ray.report.document import main, write_report
+from mammo_ray.report.figures import CONFUSION_MATRIX_NAME, FIGURE6_NAME, MAX_LIME_FIGURES
 from mammo_ray.report.inputs import load_inputs
 from mammo_ray.report.paper import PAPER_BACKBONES, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4
-from mammo_ray.report.sections import (
-    CONFUSION_MATRIX_NAME,
-    FIGURE6_NAME,
-    MAX_LIME_FIGURES,
-    build_report,
-)
+from mammo_ray.report.sections import build_report
 from tests.report_fixtures import LIME_IMAGES, make_trial, write_search_dir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -132,12 +132,9 @@ def explain_images(
 
     Returns
     -------
-    result : the content of ``lime.json``::
-
-        {"images": [{"image_id", "true", "pred", "proba": [p per label],
-                     "positive_weight_in_lesion": f | None, "png": file name}],
-         "mean_positive_weight_in_lesion": mean of the non-None f | None,
-         "num_samples", "seed", "labels", "hide_color": 0, "segmentation": "slic(...)"}
+    result : the content of ``lime.json`` (:meth:`_Explainer.lime_json`): ``images``, one row
+        per image (``image_id``, ``true``, ``pred``, ``proba``, ``positive_weight_in_lesion``,
+        ``png``), their mean overlap and the settings.
 
     Raises
     ------

@@ -16,15 +16,11 @@ from mammo_ray.plots import plot_confusion_matrix, plot_metric_by_epoch
 from mammo_ray.report.cells import (
     validation_accuracy_series,
 )
+from mammo_ray.report.figures import CONFUSION_MATRIX_NAME, FIGURE6_NAME, MAX_LIME_FIGURES
 from mammo_ray.report.inputs import (
     load_inputs,
 )
-from mammo_ray.report.sections import (
-    CONFUSION_MATRIX_NAME,
-    FIGURE6_NAME,
-    MAX_LIME_FIGURES,
-    build_report,
-)
+from mammo_ray.report.sections import build_report
 
 __all__ = ["write_report"]
 
