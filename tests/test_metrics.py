@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
+from mammo_ray.errors import ConfigError
 from mammo_ray.learn.metrics import (
     classification_metrics,
     patient_bootstrap_ci,
@@ -276,8 +277,20 @@ def test_metrics_json_has_exactly_the_required_keys(tmp_path):
 def test_metrics_json_writes_none_as_null_and_replaces_old_file(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text("old", encoding="utf-8")
-    write_metrics_json(path, {"auc": None})
-    assert json.loads(path.read_text(encoding="utf-8")) == {"auc": None}
+    metrics = classification_metrics(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, n_boot=10)
+    metrics["auc_ovr"]["calc"] = None
+    write_metrics_json(path, metrics)
+    assert json.loads(path.read_text(encoding="utf-8"))["auc_ovr"]["calc"] is None
+
+
+def test_metrics_json_refuses_what_is_not_a_metrics_file_without_leaving_a_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    metrics = classification_metrics(HAND_TRUE, HAND_PRED, _onehot(HAND_PRED), LABELS, n_boot=10)
+    with pytest.raises(ConfigError, match="metrics.json: ci95: Field required"):
+        write_metrics_json(path, {k: v for k, v in metrics.items() if k != "ci95"})
+    with pytest.raises(ConfigError, match="metrics.json: typo: Extra inputs"):
+        write_metrics_json(path, {**metrics, "typo": 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_metrics_json_refuses_numpy_scalars_and_nan_without_leaving_a_file(tmp_path):

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pandas as pd
@@ -205,7 +207,7 @@ def test_audit_and_quality_tables(report):
     audit = _rows(_section(text, "Leakage audit"))
     assert audit["paper"] == [
         "paper", "yes", "52", "87.50 [75.00–95.00]", "80.00 [70.00–90.00]", "75.00", "21",
-        "augmented_copies_in_test=0",
+        "21", "0",
     ]  # fmt: skip
     assert audit["patient"][1] == "no" and audit["patient"][6] == "0"
     quality = _section(text, "Enhancement quality")
@@ -309,57 +311,56 @@ def test_cli_writes_report_and_exits_0(tmp_path, capsys):
     assert str(out) in capsys.readouterr().out
 
 
-def _break(storage: Path, relative: str, content: str | None) -> Path:
+def _break(storage: Path, relative: str, change: str | Callable[[Any], Any] | None) -> Path:
+    """Delete the file (None), replace its text (a string) or edit its JSON (a function)."""
     path = storage / relative
-    if content is None:
+    if change is None:
         path.unlink()
+    elif isinstance(change, str):
+        path.write_text(change, encoding="utf-8")
     else:
-        path.write_text(content, encoding="utf-8")
+        path.write_text(json.dumps(change(json.loads(path.read_text()))), encoding="utf-8")
     return path
 
 
+def _with(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda data: {**data, **changes}
+
+
+def _without(key: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda data: {k: v for k, v in data.items() if k != key}
+
+
+def _negative_count(data: dict[str, Any]) -> dict[str, Any]:
+    data["confusion_matrix"][1][0] = -1
+    return data
+
+
 @pytest.mark.parametrize(
-    ("relative", "content", "message"),
+    ("relative", "change", "message"),
     [
         ("search.json", None, "not found"),
         ("search.json", "{not json", "invalid JSON"),
-        ("search.json", "[1, 2]", "expected a JSON object"),
-        ("search.json", '{"name": "x", "trials": []}', "missing key(s) metric"),
-        ("search.json", '{"name": "x", "metric": "m", "trials": {}}', "'trials' must be a list"),
-        ("search.json", '{"name": "x", "metric": "m", "trials": [{}]}', "trials[0]"),
-        (
-            "search.json",
-            '{"name": "x", "metric": "m", "mode": "up", "trials": []}',
-            "'mode' must be 'min' or 'max'",
-        ),
-        (
-            "search.json",
-            '{"name": "x", "metric": "m", "best_trial": "zz", "trials": []}',
-            "best_trial 'zz'",
-        ),
+        ("search.json", "[1, 2]", "Input should be a valid dictionary"),
+        ("search.json", _without("metric"), "metric: Field required"),
+        ("search.json", _with(trials={}), "trials: Input should be a valid list"),
+        ("search.json", _with(trials=[{}]), "trials.0.trial_id: Field required"),
+        ("search.json", _with(mode="up"), "mode: Input should be 'min' or 'max'"),
+        ("search.json", _with(best_trial="zz"), "best_trial 'zz' is not one of the trials"),
+        ("search.json", _with(typo=1), "typo: Extra inputs are not permitted"),
         ("best/metrics.json", "{", "invalid JSON"),
-        ("best/metrics.json", '{"labels": ["a"]}', "missing key(s) n"),
-        (
-            "best/metrics.json",
-            '{"labels": ["a", "b"], "n": 2, "accuracy": 1, "per_class": {}, '
-            '"confusion_matrix": [[1, 0]]}',
-            "confusion_matrix must be 2 x 2",
-        ),
-        (
-            "best/metrics.json",
-            '{"labels": ["a", "b"], "n": 2, "accuracy": 1, "per_class": {}, '
-            '"confusion_matrix": [[1, 0], [-1, 1]]}',
-            "non-negative integer counts",
-        ),
-        ("explain/lime.json", '{"images": 3}', "'images' list"),
-        ("explain/lime.json", '{"images": [1]}', "'images' list of objects"),
-        ("audit.json", '{"arm": "x"}', "list of objects"),
+        ("best/metrics.json", _without("n"), "n: Field required"),
+        ("best/metrics.json", _with(confusion_matrix=[[1, 0]]), "confusion_matrix must be 3 x 3"),
+        ("best/metrics.json", _negative_count, "confusion_matrix.1.0: Input should be greater"),
+        ("explain/lime.json", _with(images=3), "images: Input should be a valid list"),
+        ("explain/lime.json", _with(images=[1]), "images.0: Input should be a valid dictionary"),
+        ("audit.json", '{"arm": "x"}', "Input should be a valid list"),
         ("quality.csv", "a,b\n1,2\n", "missing column(s) name, table"),
     ],
 )
-def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys, relative, content, message):
+def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys, relative, change, message):
     storage = write_search_dir(tmp_path / "s")
-    path = _break(storage, relative, content)
+    path = _break(storage, relative, change)
     assert run_cli(main, ["--storage", str(storage)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}") and message in err

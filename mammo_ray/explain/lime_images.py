@@ -47,6 +47,7 @@ import torch
 from lime.lime_image import LimeImageExplainer
 from torch import nn
 
+from mammo_ray.contracts import LimeFile, check
 from mammo_ray.data.mias_info import LABELS, MiasRecord
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import positive_weight_in_circles
@@ -132,7 +133,7 @@ def explain_images(
 
     Returns
     -------
-    result : the content of ``lime.json`` (:meth:`_Explainer.lime_json`): ``images``, one row
+    result : the content of ``lime.json`` (:meth:`_Explainer.write_lime_json`): ``images``, one row
         per image (``image_id``, ``true``, ``pred``, ``proba``, ``positive_weight_in_lesion``,
         ``png``), their mean overlap and the settings.
 
@@ -163,9 +164,7 @@ def explain_images(
         explainer.explain(image, record, [] if circles is None else list(circles[i]), out)
         for i, (image, record) in enumerate(zip(images, records, strict=True))
     ]
-    result = explainer.lime_json(rows)
-    write_json_atomic(out / "lime.json", result, indent=1)
-    return result
+    return explainer.write_lime_json(rows, out / "lime.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,12 +199,13 @@ class _Explainer:
         """LIME's segmentation: :func:`slic_superpixels` of the gray image."""
         return slic_superpixels(_gray_batch(rgb[None])[0], **self.slic)
 
-    def lime_json(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """The content of ``lime.json``: the rows, their mean lesion overlap, the settings."""
+    def write_lime_json(self, rows: list[dict[str, Any]], path: Path) -> dict[str, Any]:
+        """Write and return ``lime.json`` (:class:`~mammo_ray.contracts.LimeFile`): the rows,
+        their mean lesion overlap, the settings."""
         scored = [row["positive_weight_in_lesion"] for row in rows]
         scored = [f for f in scored if f is not None]
         slic = self.slic
-        return {
+        result = {
             "images": rows,
             "mean_positive_weight_in_lesion": float(np.mean(scored)) if scored else None,
             "num_samples": self.num_samples,
@@ -217,6 +217,9 @@ class _Explainer:
                 f"sigma={slic['sigma']}, channel_axis=None, mask=image>0)"
             ),
         }
+        check(LimeFile, result, path)
+        write_json_atomic(path, result, indent=1)
+        return result
 
     def explain(
         self,

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
+from mammo_ray.contracts import MetricsFile, check
 from mammo_ray.files import write_text_atomic
 
 __all__ = [
@@ -489,8 +490,9 @@ def read_predictions_csv(path: str | Path) -> Predictions:
 def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     """Write metrics (e.g. from :func:`classification_metrics`) as indented JSON, atomically.
 
-    The JSON is built before anything is written, so metrics that cannot be serialised
-    leaves no file behind; NaN and infinities are refused (they are not valid JSON).
+    The JSON is built and checked against :class:`~mammo_ray.contracts.MetricsFile` before
+    anything is written, so metrics that cannot be serialised, or that are not a whole
+    ``metrics.json``, leave no file behind; NaN and infinities are refused (not valid JSON).
 
     Returns
     -------
@@ -500,6 +502,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     ------
     TypeError : if the metrics hold a value JSON cannot represent (e.g. a numpy scalar).
     ValueError : if the metrics hold NaN or an infinity.
+    ConfigError : if they are not a ``metrics.json`` (:func:`mammo_ray.contracts.check`).
     """
     path = Path(path)
     try:
@@ -508,5 +511,6 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
         raise TypeError(f"{path}: metrics are not JSON-serialisable ({exc})") from None
     except ValueError as exc:
         raise ValueError(f"{path}: metrics hold a value JSON cannot represent ({exc})") from None
+    check(MetricsFile, metrics, path)
     write_text_atomic(path, text + "\n")
     return path

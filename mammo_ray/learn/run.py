@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from mammo_ray.cli import data_options, resolve_data, text_table
 from mammo_ray.config import apply_overrides, from_dict, to_dict
+from mammo_ray.contracts import AuditFile, check
 from mammo_ray.files import write_json_atomic, write_text_atomic
 from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig, load_train_config
@@ -193,6 +194,7 @@ def run_audit(
             arm_cfg, data, out / slug, mlflow_uri=uri, run_name=f"audit {slug}", progress=progress
         )
         rows.append({"arm": name, **summary})
+    check(AuditFile, rows, out / "audit.json")
     write_json_atomic(out / "audit.json", rows)
     return rows
 

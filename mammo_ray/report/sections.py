@@ -72,7 +72,6 @@ def _audit_section(audit: Sequence[Mapping[str, Any]] | None) -> list[str]:
         test = arm.get("test") if isinstance(arm.get("test"), Mapping) else {}
         ci = test.get("ci95") if isinstance(test.get("ci95"), Mapping) else {}
         leakage = arm.get("leakage") if isinstance(arm.get("leakage"), Mapping) else {}
-        other = "; ".join(f"{k}={v}" for k, v in leakage.items() if k != "patients_train_test")
         rows.append(
             [
                 arm.get("arm", DASH),
@@ -84,7 +83,8 @@ def _audit_section(audit: Sequence[Mapping[str, Any]] | None) -> list[str]:
                 f"[{interval_text(ci.get('balanced_accuracy'))}]",
                 percent(test.get("macro_f1")),
                 leakage.get("patients_train_test", DASH),
-                other or DASH,
+                leakage.get("test_images_with_partner_in_train", DASH),
+                leakage.get("test_images_from_train_films", DASH),
             ]
         )
     header = [
@@ -96,7 +96,8 @@ def _audit_section(audit: Sequence[Mapping[str, Any]] | None) -> list[str]:
         "Balanced accuracy % [95% CI]",
         "Macro F1 %",
         "Patients in train and test",
-        "Other leakage",
+        "Test films whose partner film trained",
+        "Test images copied from training films",
     ]
     return [
         *lines,

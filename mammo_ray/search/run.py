@@ -44,6 +44,7 @@ from torch import nn
 
 from mammo_ray.cli import data_options, resolve_data
 from mammo_ray.config import from_dict
+from mammo_ray.contracts import SearchFile, check
 from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
@@ -342,6 +343,7 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
         summary["best_trial"] = Path(best.path).name
         _finish_best(search, checkpoint)
     summary["timings"] = search.timings | {"finish_s": time.perf_counter() - start}
+    check(SearchFile, summary, out / "search.json")
     write_json_atomic(out / "search.json", summary, indent=1, default=str)
     write_trials_csv(out / "trials.csv", trials, settings.metric)
     write_report(out, out / "report.md")

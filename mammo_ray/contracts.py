@@ -1,0 +1,213 @@
+"""The JSON files mammo_ray writes and reads back, one typed model each.
+
+``metrics.json`` (:class:`MetricsFile`), ``search.json`` (:class:`SearchFile`), ``lime.json``
+(:class:`LimeFile`) and ``audit.json`` (:class:`AuditFile`) are checked by their writer before
+they are written and by every reader (the report) after they are read, against the same
+pydantic v2 model with ``extra="forbid"``: a key the writer does not write, or one it writes
+and the model lacks, is an error on both sides. The writers keep their plain dicts (what
+``json.dumps`` receives is what they built); the models only check them.
+
+:func:`check` turns pydantic's errors into one :class:`~mammo_ray.errors.ConfigError` line
+that names the file and the key: ``runs/s/search.json: trials.0.status: Input should be
+'TERMINATED' or 'ERROR'``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
+
+from mammo_ray.errors import ConfigError
+
+__all__ = [
+    "MetricsFile",
+    "TrialRecord",
+    "SearchFile",
+    "LimeImage",
+    "LimeFile",
+    "AuditRow",
+    "AuditFile",
+    "check",
+    "read_checked",
+]
+
+Count = Annotated[int, Field(strict=True, ge=0)]
+Interval = tuple[float, float]
+Number = float | None
+"""A measure that can be undefined (no positives for an AUC, a trial without an epoch)."""
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfidenceIntervals(_Contract):
+    """``ci95`` of :func:`~mammo_ray.learn.metrics.classification_metrics`."""
+
+    accuracy: Interval
+    balanced_accuracy: Interval
+    method: str
+    n_groups: Count
+
+
+class MetricsFile(_Contract):
+    """``metrics.json``: :func:`~mammo_ray.learn.metrics.classification_metrics` of one split.
+
+    ``confusion_matrix[i][j]``: images of true class ``labels[i]`` predicted ``labels[j]``.
+    """
+
+    labels: list[str] = Field(min_length=1)
+    n: Count
+    confusion_matrix: list[list[Count]]
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    auc_ovr: dict[str, Number]
+    per_class: dict[str, dict[str, float]]
+    ci95: ConfidenceIntervals
+
+    @model_validator(mode="after")
+    def _square_matrix(self) -> MetricsFile:
+        size = len(self.labels)
+        if len(self.confusion_matrix) != size or any(
+            len(row) != size for row in self.confusion_matrix
+        ):
+            raise ValueError(f"confusion_matrix must be {size} x {size} for {self.labels}")
+        return self
+
+
+class TrialRecord(_Contract):
+    """One trial of ``search.json``: its searched params, status, per-epoch history and best
+    epoch by the search metric (None when it reported no epoch)."""
+
+    trial_id: str
+    status: Literal["TERMINATED", "ERROR"]
+    failures: Count
+    params: dict[str, Any]
+    best: dict[str, Number] | None
+    history: list[dict[str, Number]]
+    error: str | None
+
+
+class SearchMlflow(_Contract):
+    uri: str
+    parent_run_id: str
+    experiment: str
+
+
+class SearchFile(_Contract):
+    """``search.json``: a finished search, written by :mod:`mammo_ray.search.run`."""
+
+    name: str
+    metric: str
+    mode: Literal["min", "max"]
+    space: str
+    command: str
+    split: Literal["patient", "paper"]
+    leaky: bool
+    mlflow: SearchMlflow
+    best_trial: str | None
+    trials: list[TrialRecord]
+    timings: dict[str, float]
+
+    @model_validator(mode="after")
+    def _best_is_a_trial(self) -> SearchFile:
+        if self.best_trial is not None and self.best_trial not in {t.trial_id for t in self.trials}:
+            raise ValueError(f"best_trial {self.best_trial!r} is not one of the trials")
+        return self
+
+
+class LimeImage(_Contract):
+    """One explained image of ``lime.json``."""
+
+    image_id: str
+    true: str
+    pred: str
+    proba: list[float]
+    positive_weight_in_lesion: Number
+    png: str
+
+
+class LimeFile(_Contract):
+    """``lime.json``: :func:`~mammo_ray.explain.lime_images.explain_images`'s result."""
+
+    images: list[LimeImage]
+    mean_positive_weight_in_lesion: Number
+    num_samples: Annotated[int, Field(strict=True, ge=1)]
+    seed: int
+    labels: list[str]
+    hide_color: int
+    segmentation: str
+
+
+class AuditTest(_Contract):
+    n: Count
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    ci95: ConfidenceIntervals
+
+
+class Leakage(_Contract):
+    """:func:`~mammo_ray.learn.splits.leakage_report` of a run's split, plus the test images
+    that are a training film or a copy of one."""
+
+    method: Literal["patient", "paper"]
+    leaky: bool
+    n_train: Count
+    n_val: Count
+    n_test: Count
+    patients_train_test: Count
+    patients_train_val: Count
+    patients_val_test: Count
+    test_images_with_partner_in_train: Count
+    test_images_from_train_films: Count
+
+
+class AuditRow(_Contract):
+    """One arm of ``audit.json``: a training run's ``summary.json`` under one split protocol."""
+
+    arm: str
+    best_epoch: Annotated[int, Field(strict=True, ge=1)]
+    best_val: dict[str, Number]
+    test: AuditTest
+    images_per_s: list[float]
+    split: Literal["patient", "paper"]
+    leaky: bool
+    leakage: Leakage
+    mlflow: dict[str, str]
+
+
+class AuditFile(RootModel[list[AuditRow]]):
+    """``audit.json``: one row per split protocol."""
+
+
+def check(model: type[Model], data: Any, where: str | Path) -> Model:
+    """``model.model_validate(data)``, or one :class:`ConfigError` line naming ``where`` and the
+    first bad key (``trials.0.status``), with how many other problems there are."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        more = exc.error_count() - 1
+        others = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"{where}: {key + ': ' if key else ''}{message}{others}") from None
+
+
+def read_checked(model: type[Model], path: Path) -> Any:
+    """Read the JSON file ``path`` and :func:`check` it; return the plain data read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    check(model, data, path)
+    return data
