@@ -77,6 +77,8 @@ def synthetic_data(n_records: int, size: int, seed: int = 0) -> PreparedData:
         arrays={name: list(images.shape)},
         stats={"breast_fraction": [None] * n_records, "candidate_dice": [None] * n_records},
         seconds=0.0,
+        crop_boxes=((0, size, 0, size),) * n_records,
+        film_shapes=((size, size),) * n_records,
     )
     return PreparedData({name: images}, manifest)
 

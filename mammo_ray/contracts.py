@@ -30,6 +30,7 @@ __all__ = [
     "LimeFile",
     "AuditRow",
     "AuditFile",
+    "CacheManifestFile",
     "check",
     "read_checked",
 ]
@@ -185,6 +186,53 @@ class AuditRow(_Contract):
 
 class AuditFile(RootModel[list[AuditRow]]):
     """``audit.json``: one row per split protocol."""
+
+
+class RoiEntry(_Contract):
+    row: float
+    col: float
+    radius: float
+
+
+class RecordEntry(_Contract):
+    """One film of the cache: :meth:`~mammo_ray.data.mias_info.MiasRecord.to_dict`."""
+
+    image_id: str
+    patient_id: int
+    label: str
+    tissue: str
+    severity: str | None
+    classes: list[str]
+    rois: list[RoiEntry]
+
+
+class CacheManifestFile(_Contract):
+    """``manifest.json`` of a preprocessing cache
+    (:class:`~mammo_ray.preprocess.pipeline.CacheManifest`): one entry per film in every
+    per-film list, in the order of the arrays' rows."""
+
+    key: str
+    version: str
+    fingerprint: str
+    data_path: str
+    config: dict[str, Any]
+    records: list[RecordEntry]
+    arrays: dict[str, list[int]]
+    stats: dict[str, list[Number]]
+    seconds: float
+    crop_boxes: list[tuple[int, int, int, int]]
+    film_shapes: list[tuple[int, int]]
+
+    @model_validator(mode="after")
+    def _one_entry_per_film(self) -> CacheManifestFile:
+        n = len(self.records)
+        lengths = {"crop_boxes": len(self.crop_boxes), "film_shapes": len(self.film_shapes)}
+        lengths |= {f"stats.{k}": len(v) for k, v in self.stats.items()}
+        lengths |= {f"arrays.{k}": v[0] if v else 0 for k, v in self.arrays.items()}
+        wrong = [f"{k} has {v}" for k, v in lengths.items() if v != n]
+        if wrong:
+            raise ValueError(f"{n} records but {', '.join(wrong)}")
+        return self
 
 
 def check(model: type[Model], data: Any, where: str | Path) -> Model:

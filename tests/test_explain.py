@@ -23,11 +23,13 @@ from mammo_ray.explain.superpixels import slic_superpixels
 from mammo_ray.learn.checkpoint import save_checkpoint
 from mammo_ray.learn.models import ModelConfig, build_model
 from mammo_ray.preprocess.pipeline import (
+    CacheManifest,
     PreprocessConfig,
     load_cache,
     preprocess_image,
     resize_square,
 )
+from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.preprocess.quality import circles_mask
 from mammo_ray.preprocess.segment import SegmentConfig
 from tests.data.mias_factory import mias_files, write_mias
@@ -175,10 +177,26 @@ def test_input_circles_land_on_the_lesion_of_the_model_input(tmp_path, segmentat
         segmentation=segmentation,
     )
     records = [r for r in dataset.records if r.image_id in ("mdb001", "mdb002")]
-    lesion, normal = input_circles(dataset, records, cfg)
+    films = [dataset.read_image(r.image_id) for r in records]
+    outputs = [preprocess_image(film, cfg.preprocess) for film in films]
+    manifest = CacheManifest(
+        key="test",
+        version="test",
+        fingerprint=dataset.fingerprint,
+        data_path="memory",
+        config=to_dict(cfg.preprocess),
+        records=tuple(records),
+        arrays={cfg.input_array: [2, 32, 32]},
+        stats={},
+        seconds=0.0,
+        crop_boxes=tuple(stats["crop_box"] for _, stats in outputs),
+        film_shapes=tuple(film.shape for film in films),
+    )
+    stacked = np.stack([arrays[cfg.input_array] for arrays, _ in outputs])
+    data = PreparedData({cfg.input_array: stacked}, manifest)
+    lesion, normal = input_circles(records, cfg, data)
     assert normal == [] and len(lesion) == 1
-    arrays, _ = preprocess_image(dataset.read_image("mdb001"), cfg.preprocess)
-    model_input = arrays[cfg.input_array].astype(np.float64)
+    model_input = stacked[0].astype(np.float64)
     inside = circles_mask(model_input.shape, lesion)
     tissue = (model_input > 0) & ~inside
     assert inside.sum() >= 9

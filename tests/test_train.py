@@ -64,6 +64,8 @@ def tiny_data(n_films: int = N_FILMS, size: int = SIZE) -> PreparedData:
         arrays={name: list(a.shape) for name, a in arrays.items()},
         stats={"breast_fraction": [None] * n_films, "candidate_dice": [None] * n_films},
         seconds=0.0,
+        crop_boxes=((0, size, 0, size),) * n_films,
+        film_shapes=((size, size),) * n_films,
     )
     return PreparedData(arrays, manifest)
 

@@ -8,13 +8,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mammo_ray.data.mias import MIAS_IMAGE_SHAPE, MiasDataset
+from mammo_ray.data.mias import MIAS_IMAGE_SHAPE
 from mammo_ray.data.mias_info import MiasRecord
 from mammo_ray.explain.superpixels import describe_input
 from mammo_ray.learn.config import TrainConfig
-from mammo_ray.preprocess.enhance import enhance
+from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.preprocess.quality import circles_mask
-from mammo_ray.preprocess.segment import segment
 
 __all__ = ["map_circles", "input_circles", "positive_weight_in_circles"]
 
@@ -78,29 +77,28 @@ def map_circles(
 
 
 def input_circles(
-    dataset: MiasDataset, records: Sequence[MiasRecord], cfg: TrainConfig
+    records: Sequence[MiasRecord], cfg: TrainConfig, data: PreparedData
 ) -> list[_Circles]:
     """The MIAS circles of each record, in the coordinates of the model input of ``cfg``.
 
-    ``cfg`` is the model's training config. ``enhanced_<S>`` inputs are the whole film
-    scaled; for ``segmented_<S>`` inputs each film with circles is read from ``dataset``
-    and segmented again, ``segment(film, enhance(film, cfg.preprocess.enhance),
-    cfg.preprocess.segment).bbox``, exactly as the preprocessing cache was made. Records
-    without circles give ``[]`` and are not read.
+    ``cfg`` is the model's training config and ``data`` the preprocessing cache it reads.
+    ``enhanced_<S>`` inputs are the whole film scaled; ``segmented_<S>`` inputs are the crop
+    box the cache recorded for each film (``data.manifest.crop_boxes``), so no film is read or
+    segmented again. Records without circles give ``[]``.
     """
-
-    shape = dataset.image_shape or MIAS_IMAGE_SHAPE
-    film_circles = {r.image_id: [(c.row, c.col, c.radius) for c in r.rois] for r in records}
-    bboxes: dict[str, tuple[int, int, int, int] | None] = dict.fromkeys(film_circles)
-    with_circles = [image_id for image_id, circles in film_circles.items() if circles]
-    if cfg.segmentation and with_circles:
-        for record, film in dataset.iter_images(with_circles):
-            seg = segment(film, enhance(film, cfg.preprocess.enhance), cfg.preprocess.segment)
-            bboxes[record.image_id] = seg.bbox
-    return [
-        map_circles(film_circles[r.image_id], cfg.input_size, bbox=bboxes[r.image_id], shape=shape)
-        for r in records
-    ]
+    row = {image_id: i for i, image_id in enumerate(data.image_ids)}
+    mapped = []
+    for record in records:
+        i = row[record.image_id]
+        mapped.append(
+            map_circles(
+                [(c.row, c.col, c.radius) for c in record.rois],
+                cfg.input_size,
+                bbox=data.manifest.crop_boxes[i] if cfg.segmentation else None,
+                shape=data.manifest.film_shapes[i],
+            )
+        )
+    return mapped
 
 
 def positive_weight_in_circles(

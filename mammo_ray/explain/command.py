@@ -54,6 +54,7 @@ def explain_checkpoint(
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
     model, cfg, _ = load_trained(checkpoint)
+    # Info.txt alone (no film decoded) checks the ids before any preprocessing is done.
     dataset = load_mias(data_path, scheme=cfg.preprocess.label_scheme)
     source = f"{data_path} under label scheme {cfg.preprocess.label_scheme}"
     ids = select_images(dataset.records, image_ids, n, source=source)
@@ -68,7 +69,7 @@ def explain_checkpoint(
         out_dir,
         num_samples=num_samples,
         seed=seed,
-        circles_in_input_coords=input_circles(dataset, records, cfg),
+        circles_in_input_coords=input_circles(records, cfg, data),
         batch_size=batch_size,
         precision=cfg.precision,
     )

@@ -15,7 +15,8 @@ PGM bytes through Ray Data (``map_batches`` over a pool of ``workers`` tasks, on
 writes a cache directory named by :func:`cache_key` = hash(preprocessing config, dataset
 fingerprint, package version):
 
-    <out>/<key>/manifest.json        records, config, key, per-image stats (breast fraction, Dice)
+    <out>/<key>/manifest.json        records, config, key, per-image stats (breast fraction, Dice),
+                                     each film's shape and breast crop box
     <out>/<key>/<array>.npy          one (N, S, S) uint8 array per output, rows in manifest order
 
 The directory is first written as ``<out>/.tmp-<key>-<random>`` and renamed into place when
@@ -41,10 +42,11 @@ from ray.data import ActorPoolStrategy, DataContext
 
 from mammo_ray import __version__
 from mammo_ray.config import config_key, from_dict, to_dict
+from mammo_ray.contracts import CacheManifestFile, check, read_checked
 from mammo_ray.data.mias import MIAS_IMAGE_SHAPE, MiasDataset, dataset_fingerprint, load_mias
 from mammo_ray.data.mias_info import MiasRecord
 from mammo_ray.data.pgm import decode_pgm
-from mammo_ray.errors import CacheError, MammoRayError
+from mammo_ray.errors import CacheError, ConfigError, MammoRayError
 from mammo_ray.preprocess.enhance import EnhanceConfig, enhance
 from mammo_ray.preprocess.segment import SegmentConfig, candidate_dice, segment
 
@@ -90,7 +92,13 @@ class PreprocessConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CacheManifest:
-    """The manifest of a cache directory: what was computed, from what, for which images."""
+    """The manifest of a cache directory: what was computed, from what, for which images.
+
+    Row ``i`` of every array is ``records[i]``, a film of ``film_shapes[i]`` (height, width)
+    whose ``segmented_*`` input is the crop ``crop_boxes[i]`` (half-open row0, row1, col0,
+    col1) of it; explanations map the MIAS circles with them instead of segmenting again.
+    On disk it is :class:`~mammo_ray.contracts.CacheManifestFile`.
+    """
 
     key: str
     version: str
@@ -101,6 +109,8 @@ class CacheManifest:
     arrays: dict[str, list[int]]
     stats: dict[str, list[float | None]]
     seconds: float
+    crop_boxes: tuple[tuple[int, int, int, int], ...]
+    film_shapes: tuple[tuple[int, int], ...]
 
     @property
     def image_ids(self) -> list[str]:
@@ -110,15 +120,18 @@ class CacheManifest:
         return from_dict(PreprocessConfig, self.config, where=f"{MANIFEST} config")
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """Plain data for ``manifest.json``; tuples become lists."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
         data["records"] = [r.to_dict() for r in self.records]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CacheManifest:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: data[k] for k in fields}
+        """The manifest of :meth:`to_dict`'s data (already checked against the contract)."""
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls)}
         values["records"] = tuple(MiasRecord.from_dict(r) for r in data["records"])
+        values["crop_boxes"] = tuple(tuple(box) for box in data["crop_boxes"])
+        values["film_shapes"] = tuple(tuple(shape) for shape in data["film_shapes"])
         return cls(**values)
 
 
@@ -159,8 +172,9 @@ def preprocess_image(
 ) -> tuple[dict[str, np.ndarray], dict[str, float | None]]:
     """Enhance, segment and resize one uint8 film; return the cached arrays and per-image stats.
 
-    Stats: ``breast_fraction`` (share of the film inside the breast mask) and ``candidate_dice``
-    (Dice of the candidate region against the ground-truth ``circles``; None without circles).
+    Stats: ``breast_fraction`` (share of the film inside the breast mask), ``candidate_dice``
+    (Dice of the candidate region against the ground-truth ``circles``; None without circles)
+    and ``crop_box``, the breast's bounding box that ``segmented_*`` arrays are cut to.
     """
     enhanced = enhance(image, cfg.enhance)
     segmentation = segment(image, enhanced, cfg.segment)
@@ -171,13 +185,19 @@ def preprocess_image(
     stats = {
         "breast_fraction": float(segmentation.breast_mask.mean()),
         "candidate_dice": candidate_dice(segmentation, circles) if circles else None,
+        "crop_box": segmentation.bbox,
     }
     return arrays, stats
 
 
+CACHE_FORMAT = "2"
+"""Version of the cache layout; format 2 added crop boxes and film shapes to the manifest."""
+
+
 def cache_key(cfg: PreprocessConfig, fingerprint: str) -> str:
-    """``sha256(config, dataset fingerprint, package version)[:16]``: the cache directory name."""
-    return config_key(cfg, fingerprint, __version__)
+    """``sha256(config, dataset fingerprint, package version, cache format)[:16]``: the cache
+    directory name. A cache of another layout has another key and is made anew."""
+    return config_key(cfg, fingerprint, __version__, CACHE_FORMAT)
 
 
 def _circles(record: MiasRecord) -> list[tuple[float, float, float]]:
@@ -193,7 +213,7 @@ class _PreprocessBatch:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cv2.setNumThreads(1)
         outputs: dict[str, list[Any]] = {name: [] for name in self.cfg.array_names()}
-        outputs.update(image_id=[], breast_fraction=[], candidate_dice=[])
+        outputs.update(image_id=[], breast_fraction=[], candidate_dice=[], crop_box=[], shape=[])
         for image_id, pgm, circles in zip(
             batch["image_id"], batch["pgm"], batch["circles"], strict=True
         ):
@@ -205,6 +225,8 @@ class _PreprocessBatch:
             outputs["breast_fraction"].append(stats["breast_fraction"])
             dice_value = stats["candidate_dice"]
             outputs["candidate_dice"].append(np.nan if dice_value is None else dice_value)
+            outputs["crop_box"].append(stats["crop_box"])
+            outputs["shape"].append(image.shape)
         return {
             name: np.stack(values) if name in self.cfg.array_names() else np.asarray(values)
             for name, values in outputs.items()
@@ -242,7 +264,9 @@ def _run_ray_data(
     workers: int,
     batch_size: int,
     progress: Callable[[int], None] | None,
-) -> tuple[dict[str, np.ndarray], dict[str, list[float | None]]]:
+) -> tuple[dict[str, np.ndarray], dict[str, list[float | None]], list[Any], list[Any]]:
+    """Preprocess every film on Ray Data: (arrays, stats, crop boxes, film shapes), in the
+    order of ``dataset.records``."""
 
     if progress is not None:
         DataContext.get_current().enable_progress_bars = False
@@ -259,6 +283,8 @@ def _run_ray_data(
     arrays = {name: np.empty((len(order), *_array_shape(name)), np.uint8) for name in names}
     breast_fraction: list[float | None] = [None] * len(order)
     dice_values: list[float | None] = [None] * len(order)
+    crop_boxes: list[Any] = [None] * len(order)
+    film_shapes: list[Any] = [None] * len(order)
     done = 0
     try:
         for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
@@ -269,6 +295,8 @@ def _run_ray_data(
                 breast_fraction[i] = float(batch["breast_fraction"][j])
                 value = float(batch["candidate_dice"][j])
                 dice_values[i] = None if np.isnan(value) else value
+                crop_boxes[i] = tuple(int(v) for v in batch["crop_box"][j])
+                film_shapes[i] = tuple(int(v) for v in batch["shape"][j])
             done += len(batch["image_id"])
             if progress is not None:
                 progress(done)
@@ -277,7 +305,8 @@ def _run_ray_data(
         raise
     if done != len(order):
         raise CacheError(f"preprocessing returned {done} of {len(order)} images")
-    return arrays, {"breast_fraction": breast_fraction, "candidate_dice": dice_values}
+    stats = {"breast_fraction": breast_fraction, "candidate_dice": dice_values}
+    return arrays, stats, crop_boxes, film_shapes
 
 
 def pgm_dataset(dataset: MiasDataset, batch_size: int, ids: Sequence[str] | None = None):
@@ -311,7 +340,9 @@ def _write_cache_atomically(
     try:
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array)
-        (staging / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1))
+        data = manifest.to_dict()
+        check(CacheManifestFile, data, final / MANIFEST)
+        (staging / MANIFEST).write_text(json.dumps(data, indent=1))
         try:
             os.rename(staging, final)
         except OSError:
@@ -356,7 +387,7 @@ def run_preprocessing(
         raise CacheError(f"workers must be >= 1, got {workers}")
     ensure_ray(address, workers)
     total = len(dataset.records)
-    arrays, stats = _run_ray_data(
+    arrays, stats, crop_boxes, film_shapes = _run_ray_data(
         dataset,
         cfg,
         workers,
@@ -374,6 +405,8 @@ def run_preprocessing(
         arrays={name: list(array.shape) for name, array in arrays.items()},
         stats=stats,
         seconds=seconds,
+        crop_boxes=tuple(crop_boxes),
+        film_shapes=tuple(film_shapes),
     )
     cache_dir = _write_cache_atomically(out_dir, key, arrays, manifest)
     return PreprocessResult(cache_dir, key, False, total, seconds)
@@ -390,8 +423,10 @@ def load_cache(cache_dir: str | Path) -> tuple[dict[str, np.ndarray], CacheManif
     if not manifest_path.exists():
         raise CacheError(f"{cache_dir}: not a preprocessing cache (no {MANIFEST})")
     try:
-        manifest = CacheManifest.from_dict(json.loads(manifest_path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        manifest = CacheManifest.from_dict(read_checked(CacheManifestFile, manifest_path))
+    except ConfigError as exc:
+        raise CacheError(f"{exc} (not a manifest of this version; delete the folder)") from None
+    except ValueError as exc:
         raise CacheError(f"{manifest_path}: unreadable manifest ({exc})") from None
     arrays: dict[str, np.ndarray] = {}
     for name, shape in manifest.arrays.items():

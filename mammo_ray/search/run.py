@@ -45,7 +45,6 @@ from torch import nn
 from mammo_ray.cli import data_options, resolve_data
 from mammo_ray.config import from_dict
 from mammo_ray.contracts import SearchFile, check
-from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
 from mammo_ray.explain.lime_images import explain_images
@@ -404,7 +403,6 @@ def _explain(search: _Search, model: nn.Module, cfg: TrainConfig, arrays: TrialA
     order = sorted(range(len(test)), key=lambda j: (not test_records[j].rois, rng.random()))
     chosen = sorted(order[: options.explain_n])
     records = [test_records[j] for j in chosen]
-    dataset = load_mias(search.data_path, scheme=cfg.preprocess.label_scheme)
     explain_images(
         model,
         arrays.images[test[chosen]],
@@ -412,7 +410,7 @@ def _explain(search: _Search, model: nn.Module, cfg: TrainConfig, arrays: TrialA
         options.out / "explain",
         num_samples=options.lime_samples,
         seed=options.seed,
-        circles_in_input_coords=input_circles(dataset, records, cfg),
+        circles_in_input_coords=input_circles(records, cfg, search.data),
     )
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -96,9 +97,11 @@ def test_each_image_lands_in_its_own_row(ray_local, synthetic_archive, tmp_path)
 
     dataset = load_mias(synthetic_archive, image_shape=SHAPE)
     for i, (record, image) in enumerate(dataset.iter_images()):
-        expected, _ = preprocess_image(image, SMALL)
+        expected, stats = preprocess_image(image, SMALL)
         assert manifest.records[i].image_id == record.image_id
         np.testing.assert_array_equal(arrays["enhanced_32"][i], expected["enhanced_32"])
+        assert manifest.crop_boxes[i] == stats["crop_box"]
+        assert manifest.film_shapes[i] == image.shape
 
 
 def test_failed_write_leaves_no_cache(ray_local, synthetic_archive, tmp_path, monkeypatch):
@@ -146,6 +149,19 @@ def test_load_cache_rejects_incomplete_directories(ray_local, synthetic_archive,
     (result.cache_dir / "segmented_32.npy").write_bytes(b"junk")
     (result.cache_dir / "enhanced_32.npy").unlink()
     with pytest.raises(CacheError, match="enhanced_32.npy"):
+        load_cache(result.cache_dir)
+
+
+def test_a_manifest_of_another_layout_names_the_missing_key(ray_local, synthetic_archive, tmp_path):
+    result = run_preprocessing(synthetic_archive, SMALL, tmp_path / "c", image_shape=SHAPE)
+    manifest_path = result.cache_dir / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({k: v for k, v in data.items() if k != "crop_boxes"}))
+    with pytest.raises(CacheError, match="manifest.json: crop_boxes: Field required"):
+        load_cache(result.cache_dir)
+    data["film_shapes"] = data["film_shapes"][:-1]
+    manifest_path.write_text(json.dumps(data))
+    with pytest.raises(CacheError, match="12 records but film_shapes has 11"):
         load_cache(result.cache_dir)
 
 
