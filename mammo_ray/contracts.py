@@ -33,6 +33,12 @@ __all__ = [
     "CacheManifestFile",
     "check",
     "read_checked",
+    "ConfidenceIntervals",
+    "SearchMlflow",
+    "AuditTest",
+    "Leakage",
+    "RoiEntry",
+    "RecordEntry",
 ]
 
 Count = Annotated[int, Field(strict=True, ge=0)]

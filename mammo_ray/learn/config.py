@@ -126,7 +126,7 @@ SET_ALIASES = {
 
 def load_train_config(
     path: str | Path | None, overrides: Sequence[str] = (), epochs: int | None = None
-):
+) -> TrainConfig:
     """TrainConfig from YAML (or the defaults) and ``--set`` edits, validated as one.
 
     ``--set`` keys may use the aliases of :data:`SET_ALIASES`; ``epochs`` overrides last.

@@ -24,7 +24,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
     return TrialArrays(images, labels, patients, image_ids, source, split)
 
 
-def _optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+def _optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     """The configured optimiser, fused (one kernel over all parameters: several times
     faster than the per-tensor loop PyTorch uses by default on a CPU)."""
     if cfg.name == "sgd":

@@ -21,6 +21,20 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 from safetensors import SafetensorError
 
+__all__ = [
+    "PROBE_TIMEOUT_S",
+    "HF_DEFAULT_ENDPOINT",
+    "READ_ERRORS",
+    "cached_weights",
+    "hf_filenames",
+    "hf_hub_cache",
+    "hf_offline_mode",
+    "reachable",
+    "param_names",
+    "first_mismatch",
+    "first_line",
+]
+
 PROBE_TIMEOUT_S = 3.0
 
 

@@ -16,7 +16,9 @@ from mammo_ray.preprocess.pipeline import PreprocessConfig, run_preprocessing
 from mammo_ray.preprocess.quality_table import format_quality_table, quality_table
 
 
-def load_preprocess_config(path: str | None, sizes: Sequence[int] | None, overrides: Sequence[str]):
+def load_preprocess_config(
+    path: str | None, sizes: Sequence[int] | None, overrides: Sequence[str]
+) -> PreprocessConfig:
     """PreprocessConfig from a YAML file (its ``preprocess:`` section when it has one)."""
 
     data = load_yaml(path) if path else {}

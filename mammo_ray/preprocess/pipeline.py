@@ -63,6 +63,8 @@ __all__ = [
     "pgm_dataset",
     "user_error",
     "raise_user_error",
+    "MANIFEST",
+    "CACHE_FORMAT",
 ]
 
 MANIFEST = "manifest.json"
@@ -309,7 +311,9 @@ def _run_ray_data(
     return arrays, stats, crop_boxes, film_shapes
 
 
-def pgm_dataset(dataset: MiasDataset, batch_size: int, ids: Sequence[str] | None = None):
+def pgm_dataset(
+    dataset: MiasDataset, batch_size: int, ids: Sequence[str] | None = None
+) -> ray.data.Dataset:
     """A Ray Dataset of ``{image_id, pgm (raw bytes), circles (JSON)}`` rows, one archive pass."""
 
     items = [

@@ -19,6 +19,7 @@ from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CacheError
 from mammo_ray.preprocess.pipeline import (
     CacheManifest,
+    PreprocessConfig,
     load_cache,
     run_preprocessing,
 )
@@ -74,7 +75,7 @@ class PreparedData:
 
 
 def prepare_data(
-    preprocess_cfg,
+    preprocess_cfg: PreprocessConfig,
     data_path: str | Path,
     cache_root: str | Path,
     *,
@@ -82,7 +83,7 @@ def prepare_data(
     address: str | None = None,
     image_shape: tuple[int, int] | None = MIAS_IMAGE_SHAPE,
     progress: bool = False,
-):
+) -> PreparedData:
     """Run (or reuse) the preprocessing cache and load it into memory as PreparedData.
 
     ``progress`` shows a bar on stderr in place of Ray Data's own log lines.

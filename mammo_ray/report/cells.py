@@ -13,7 +13,27 @@ from mammo_ray.report.paper import (
     PAPER_BACKBONES,
 )
 
-__all__ = ["validation_accuracy_series"]
+__all__ = [
+    "validation_accuracy_series",
+    "NOT_RUN",
+    "DASH",
+    "markdown_table",
+    "as_number",
+    "percent",
+    "paper_text",
+    "interval_text",
+    "metric_text",
+    "figure_link",
+    "trial_params",
+    "best_value",
+    "trial_failed",
+    "scored_trials",
+    "best_of",
+    "table_backbones",
+    "backbone_name",
+    "best_by_backbone",
+    "best_trial_record",
+]
 
 
 NOT_RUN = "not run"

@@ -27,7 +27,14 @@ from mammo_ray.report.paper import (
     PAPER_TABLE2,
 )
 
-__all__ = ["FIGURE6_NAME", "CONFUSION_MATRIX_NAME", "MAX_LIME_FIGURES"]
+__all__ = [
+    "FIGURE6_NAME",
+    "CONFUSION_MATRIX_NAME",
+    "MAX_LIME_FIGURES",
+    "figure6_section",
+    "figure7_section",
+    "figure8_section",
+]
 
 
 FIGURE6_NAME = "figure6_val_accuracy.png"

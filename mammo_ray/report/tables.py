@@ -31,6 +31,8 @@ from mammo_ray.report.paper import (
     PAPER_TABLE4,
 )
 
+__all__ = ["header_section", "headline_section", "table3_section", "table4_section"]
+
 _ABLATION_CELLS = (
     ("NSNA", False, False),
     ("NSWA", False, True),

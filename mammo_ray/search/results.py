@@ -8,8 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from mlflow.entities import Run
+from ray.tune import Checkpoint, Result, ResultGrid
 
-__all__ = ["TRIAL_COLUMNS"]
+from mammo_ray.search.space import SearchSpace
+from mammo_ray.tracking import TrainingRun
+
+__all__ = [
+    "TRIAL_COLUMNS",
+    "trial_params",
+    "trial_history",
+    "trial_record",
+    "failures",
+    "child_runs",
+    "end_interrupted_children",
+    "best_checkpoint",
+    "log_trial_checkpoints",
+    "print_top_trials",
+    "write_trials_csv",
+]
 
 
 TRIAL_COLUMNS = (
@@ -22,7 +39,7 @@ TRIAL_COLUMNS = (
 )
 
 
-def trial_params(space, config: dict[str, Any]) -> dict[str, Any]:
+def trial_params(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
     """The searched values of one trial; a conditional parameter only where it was sampled
     (``optim.momentum`` for SGD), since Tune's config also holds the base's constant value."""
     params = {k: config[k] for k, _ in space.grid if k in config}
@@ -32,7 +49,7 @@ def trial_params(space, config: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def trial_history(result) -> list[dict[str, Any]]:
+def trial_history(result: Result) -> list[dict[str, Any]]:
     frame = result.metrics_dataframe
     if frame is None or frame.empty:
         return []
@@ -42,7 +59,7 @@ def trial_history(result) -> list[dict[str, Any]]:
     return [{k: (None if v != v else v) for k, v in row.items()} for row in rows]
 
 
-def trial_record(result, space, metric: str, mode: str) -> dict[str, Any]:
+def trial_record(result: Result, space: SearchSpace, metric: str, mode: str) -> dict[str, Any]:
     history = trial_history(result)
     scored = [h for h in history if h.get(metric) is not None]
     best = (max if mode == "max" else min)(scored, key=lambda h: h[metric]) if scored else None
@@ -57,7 +74,7 @@ def trial_record(result, space, metric: str, mode: str) -> dict[str, Any]:
     }
 
 
-def failures(result) -> int:
+def failures(result: Result) -> int:
     """How many times the trial raised: one ``Failure # k`` block each in Tune's error.txt."""
     try:
         with result.filesystem.open_input_stream(f"{result.path}/error.txt") as stream:
@@ -67,7 +84,7 @@ def failures(result) -> int:
     return sum(line.startswith("Failure # ") for line in text.splitlines())
 
 
-def child_runs(parent) -> list:
+def child_runs(parent: TrainingRun) -> list[Run]:
     """The MLflow child runs of the search's parent run (one per trial)."""
     return parent.client.search_runs(
         [parent.experiment_id],
@@ -76,19 +93,19 @@ def child_runs(parent) -> list:
     )
 
 
-def end_interrupted_children(parent) -> None:
+def end_interrupted_children(parent: TrainingRun) -> None:
     """Mark KILLED the child runs a killed driver left RUNNING; Tune restarts those trials."""
     for run in child_runs(parent):
         if run.info.status == "RUNNING":
             parent.client.set_terminated(run.info.run_id, "KILLED")
 
 
-def best_checkpoint(result, metric: str, mode: str):
+def best_checkpoint(result: Result, metric: str, mode: str) -> Checkpoint | None:
     """The trial's checkpoint with the best ``metric``, or None when it saved none."""
     return result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
 
 
-def log_trial_checkpoints(parent, results, metric: str, mode: str) -> None:
+def log_trial_checkpoints(parent: TrainingRun, results: ResultGrid, metric: str, mode: str) -> None:
     """Log each trial's best checkpoint (``model.pt``) into its MLflow child run.
 
     ``MLflowLoggerCallback`` names a child run's ``trial_name`` tag after the trial

@@ -351,7 +351,7 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
     return summary
 
 
-def _check_pretrained(space) -> None:
+def _check_pretrained(space: SearchSpace) -> None:
     """Resolve the weights of every backbone the space can pick, once, before Ray starts.
 
     Offline without cached ImageNet weights this fails in one line that says how to pass
@@ -414,7 +414,7 @@ def _explain(search: _Search, model: nn.Module, cfg: TrainConfig, arrays: TrialA
     )
 
 
-def _log_model(parent, model, input_size: int) -> None:
+def _log_model(parent: TrainingRun, model: nn.Module, input_size: int) -> None:
     """Log the best model to the parent run as an MLflow model (PyTorch, torch.export format).
 
     The input example, two normalised grayscale images (2, 1, S, S) float32, gives the model

@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import optuna
+
 from mammo_ray.config import (
     apply_overrides,
     flatten_dotted,
@@ -52,6 +54,7 @@ __all__ = [
     "SearchSettings",
     "SearchSpace",
     "load_search_space",
+    "BUILTIN_SPACES",
 ]
 
 
@@ -74,7 +77,7 @@ class ParamSpec:
     values: tuple[Any, ...]
     when: tuple[tuple[str, Any], ...] = ()
 
-    def suggest(self, trial) -> Any:
+    def suggest(self, trial: optuna.Trial) -> Any:
         """Ask an Optuna trial for this parameter (define-by-run)."""
         if self.kind == "choice":
             return trial.suggest_categorical(self.key, list(self.values))
@@ -135,7 +138,7 @@ class SearchSpace:
     enqueue_published: bool
 
     @property
-    def preprocess_config(self):
+    def preprocess_config(self) -> PreprocessConfig:
         """The :class:`~mammo_ray.preprocess.pipeline.PreprocessConfig` every trial shares."""
 
         where = f"{self.path}: preprocess"
@@ -153,7 +156,7 @@ class SearchSpace:
         data["epochs"] = min(data.get("epochs", cap), cap)
         return data
 
-    def define_by_run(self, trial) -> dict[str, Any]:
+    def define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
         """Optuna define-by-run: sample each active param; return the fixed values as constants."""
         sampled: dict[str, Any] = {}
         for spec in self.params:

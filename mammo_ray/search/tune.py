@@ -18,14 +18,26 @@ from typing import Any
 import optuna
 from ray import tune
 from ray.tune import CLIReporter
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from mammo_ray.config import flatten_dotted
 from mammo_ray.learn.trial import train_trial
+from mammo_ray.preprocess.prepared import PreparedData
+from mammo_ray.search.space import SearchSettings, SearchSpace
 
-__all__ = ["TrialEpochBudget", "trainable", "PROGRESS_COLUMNS"]
+__all__ = [
+    "TrialEpochBudget",
+    "trainable",
+    "PROGRESS_COLUMNS",
+    "progress_reporter",
+    "legacy_tune_output",
+    "trial_dirname",
+    "searched_keys",
+    "tune_objects",
+]
 
 
 class TrialEpochBudget(tune.Stopper):
@@ -50,7 +62,9 @@ class TrialEpochBudget(tune.Stopper):
         return self.used >= self.budget
 
 
-def trainable(config: dict[str, Any], data, space, max_epochs: int) -> None:
+def trainable(
+    config: dict[str, Any], data: PreparedData, space: SearchSpace, max_epochs: int
+) -> None:
     """The Ray Tune function trainable: ``train_trial`` with ``tune.report`` as epoch callback.
 
     ``config`` holds dotted keys (Optuna's sample and the constants, or a grid point);
@@ -76,7 +90,7 @@ PROGRESS_COLUMNS = {
 }
 
 
-def progress_reporter(space, settings):
+def progress_reporter(space: SearchSpace, settings: SearchSettings) -> CLIReporter:
     """Tune's table on the terminal: the searched parameters and the metrics that matter,
     best trial first, refreshed at most every 30 s."""
 
@@ -105,16 +119,18 @@ def legacy_tune_output() -> Iterator[None]:
             os.environ["RAY_AIR_NEW_OUTPUT"] = previous
 
 
-def trial_dirname(trial) -> str:
+def trial_dirname(trial: Trial) -> str:
     """``trial_<id>``: Tune's default folder name spells out every constant of the config."""
     return f"trial_{trial.trial_id}"
 
 
-def searched_keys(space) -> list[str]:
+def searched_keys(space: SearchSpace) -> list[str]:
     return [p.key for p in space.params] + [k for k, _ in space.grid]
 
 
-def tune_objects(space, settings, seed: int):
+def tune_objects(
+    space: SearchSpace, settings: SearchSettings, seed: int
+) -> tuple[dict[str, Any] | None, ConcurrencyLimiter | None, ASHAScheduler | None]:
     """(param_space, search_alg, scheduler) for a sampled space or a grid."""
 
     constants = flatten_dotted(space.base)
