@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 from ray.data import ActorPoolStrategy
 
+from mammo_ray.cli import text_table
 from mammo_ray.data.mias import load_mias
 from mammo_ray.data.pgm import decode_pgm
 from mammo_ray.preprocess.enhance import ENHANCE_METHODS, enhance
@@ -133,25 +135,25 @@ def quality_table(
 
 def format_quality_table(table: QualityTable) -> str:
     """Plain-text tables: enhancement (mean ± sd per method) and Dice per class."""
-    lines = ["Enhancement quality against the original film (mean ± sd over images)", ""]
-    lines.append(f"{'method':<8} {'PSNR dB':>16} {'SSIM':>16} {'EME':>16} {'n':>5}")
-    for row in table.enhancement.to_dict("records"):
-        cells = [
-            f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_sd']:.3f}"
-            if np.isfinite(row[f"{m}_mean"])
-            else "inf (identity)"
-            for m in ("psnr", "ssim", "eme")
-        ]
-        lines.append(f"{row['name']:<8} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {row['n']:>5}")
-    lines += [
-        "",
-        "Candidate-region Dice against the MIAS circles (a circle encloses its lesion,",
-        "so Dice is capped well below 1)",
-        "",
+
+    def mean_sd(row: dict[str, Any], measure: str) -> str:
+        mean, sd = row[f"{measure}_mean"], row[f"{measure}_sd"]
+        return f"{mean:.3f} ± {sd:.3f}" if np.isfinite(mean) else "inf (identity)"
+
+    enhancement = [
+        (row["name"], *(mean_sd(row, m) for m in ("psnr", "ssim", "eme")), row["n"])
+        for row in table.enhancement.to_dict("records")
     ]
-    lines.append(f"{'class':<8} {'Dice':>16} {'n':>5}")
-    for row in table.dice.to_dict("records"):
-        lines.append(
-            f"{row['name']:<8} {row['dice_mean']:.3f} ± {row['dice_sd']:.3f} {row['n']:>5}"
-        )
-    return "\n".join(lines)
+    dice = [(row["name"], mean_sd(row, "dice"), row["n"]) for row in table.dice.to_dict("records")]
+    return "\n".join(
+        [
+            "Enhancement quality against the original film (mean ± sd over images)",
+            "",
+            *text_table(("method", "PSNR dB", "SSIM", "EME", "n"), enhancement),
+            "",
+            "Candidate-region Dice against the MIAS circles (a circle encloses its lesion,",
+            "so Dice is capped well below 1)",
+            "",
+            *text_table(("class", "Dice", "n"), dice),
+        ]
+    )

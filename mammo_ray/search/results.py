@@ -11,6 +11,7 @@ import pandas as pd
 from mlflow.entities import Run
 from ray.tune import Checkpoint, Result, ResultGrid
 
+from mammo_ray.cli import text_table
 from mammo_ray.search.space import SearchSpace
 from mammo_ray.tracking import TrainingRun
 
@@ -126,14 +127,22 @@ def log_trial_checkpoints(parent: TrainingRun, results: ResultGrid, metric: str,
 
 
 def print_top_trials(trials: list[dict[str, Any]], metric: str, mode: str, n: int = 10) -> None:
+    """The ``n`` best trials by ``metric`` as a text table, then the failed trials' errors."""
     ok = [t for t in trials if t["best"] is not None]
     ok.sort(key=lambda t: t["best"][metric], reverse=mode == "max")
-    print(f"\nTop trials by {metric} (validation):")
-    for t in ok[:n]:
-        params = ", ".join(
-            f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()
+    rows = [
+        (
+            f"{t['best'][metric]:.3f}",
+            len(t["history"]),
+            ", ".join(
+                f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in t["params"].items()
+            ),
         )
-        print(f"  {t['best'][metric]:.3f}  epochs {len(t['history'])}  {params}")
+        for t in ok[:n]
+    ]
+    print(f"\nTop trials by {metric} (validation):")
+    print("\n".join(text_table((metric, "epochs", "params"), rows, "rrl")))
     failed = [t for t in trials if t["status"] == "ERROR"]
     if failed:
         print(
