@@ -90,10 +90,11 @@ class MetricsFile(_Contract):
 
 class TrialRecord(_Contract):
     """One trial of ``search.json``: its searched params, status, per-epoch history and best
-    epoch by the search metric (None when it reported no epoch)."""
+    epoch by the search metric (None when it reported no epoch). ``CUT``: ended (by the time
+    budget) before its first result, without an error."""
 
     trial_id: str
-    status: Literal["TERMINATED", "ERROR"]
+    status: Literal["TERMINATED", "ERROR", "CUT"]
     failures: Count
     params: dict[str, Any]
     best: dict[str, Number] | None

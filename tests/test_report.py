@@ -169,6 +169,16 @@ def test_header_names_mlflow_command_and_trial_counts(report):
     assert re.search(r"`mlflow ui --backend-store-uri sqlite:////\S+/mlflow\.db`", text)
 
 
+def test_a_trial_cut_by_the_time_budget_is_counted_and_ignored(tmp_path):
+    storage = write_search_dir(tmp_path / "s")
+    search = json.loads((storage / "search.json").read_text())
+    search["trials"].append(make_trial("t_cut", "densenet121", [], [], status="CUT"))
+    (storage / "search.json").write_text(json.dumps(search))
+    text = write_report(storage).read_text()
+    assert "8 (6 finished, 1 failed, 1 cut by the time budget before their first result)" in text
+    assert "t_cut" not in text
+
+
 @pytest.mark.parametrize("leaky", [False, True])
 def test_leaky_warning_only_for_leaky_searches(tmp_path, leaky):
     storage = write_search_dir(tmp_path / "s", leaky=leaky)

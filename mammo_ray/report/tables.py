@@ -52,7 +52,7 @@ def header_section(search: Mapping[str, Any]) -> list[str]:
     trials = search["trials"]
     finished = sum(t.get("status") == "TERMINATED" for t in trials)
     failed = sum(trial_failed(t) for t in trials)
-    other = len(trials) - finished - failed
+    cut = len(trials) - finished - failed
     split = search.get("split")
     lines = [f"# Search report: {search['name']}", ""]
     if search.get("leaky") is True:
@@ -69,7 +69,7 @@ def header_section(search: Mapping[str, Any]) -> list[str]:
         f"- Selection metric: `{search['metric']}` ({search.get('mode', 'max')}), on the "
         "validation split",
         f"- Trials: {len(trials)} ({finished} finished, {failed} failed"
-        + (f", {other} unfinished)" if other else ")"),
+        + (f", {cut} cut by the time budget before their first result)" if cut else ")"),
         f"- Search space: `{search.get('space', DASH)}`",
         f"- Command: `{search.get('command', DASH)}`",
     ]

@@ -66,7 +66,7 @@ def trial_record(result: Result, space: SearchSpace, metric: str, mode: str) -> 
     best = (max if mode == "max" else min)(scored, key=lambda h: h[metric]) if scored else None
     return {
         "trial_id": Path(result.path).name,
-        "status": "ERROR" if result.error else "TERMINATED",
+        "status": "ERROR" if result.error else ("TERMINATED" if history else "CUT"),
         "failures": failures(result),
         "params": trial_params(space, result.config),
         "best": best,

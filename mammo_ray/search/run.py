@@ -333,6 +333,13 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
         "trials": trials,
     }
     print_top_trials(trials, settings.metric, settings.mode)
+    budget = settings.time_budget_s
+    if budget is not None and search.timings["tune_s"] >= budget:
+        cut = sum(t["status"] == "CUT" for t in trials)
+        print(
+            f"the time budget ({budget:.0f} s) ended the search: {len(trials)} trials ran, "
+            f"{cut} of them cut before their first result"
+        )
     try:
         best = results.get_best_result(settings.metric, settings.mode, scope="all")
     except RuntimeError:

@@ -91,15 +91,19 @@ PROGRESS_COLUMNS = {
 
 
 def progress_reporter(space: SearchSpace, settings: SearchSettings) -> CLIReporter:
-    """Tune's table on the terminal: the searched parameters and the metrics that matter,
-    best trial first, refreshed at most every 30 s."""
+    """Tune's table on the terminal: the searched parameters and the metrics that matter, in
+    trial order, refreshed at most every 30 s; the current best trial is named under it.
 
+    Not ``sort_by_metric``: Ray sorts the finished trials by their last metric value, and a
+    trial that the time budget ended before its first report has none, so the final table
+    raised ``TypeError`` (None < float) and ended the search before its best trial was
+    evaluated. The search prints its own best-first list when Tune is done.
+    """
     return CLIReporter(
         metric_columns=PROGRESS_COLUMNS,
         parameter_columns=searched_keys(space),
         metric=settings.metric,
         mode=settings.mode,
-        sort_by_metric=True,
         max_report_frequency=30,
     )
 
