@@ -92,6 +92,8 @@ def _write(tmp_path, text: str) -> Path:
         ("searh:\n  metric: val_accuracy\n", "unknown key 'searh'"),
         ("params:\n  batch_size: {choice: [8, 32]}\n", "published value 16"),
         ("grid:\n  segmentation: []\n", "non-empty list"),
+        ("search:\n  time_budget_s: -60\n", "time_budget_s must be > 0 seconds"),
+        ("search:\n  max_failures: -1\n", "max_failures must be >= 0"),
     ],
 )
 def test_bad_spaces_name_the_key(tmp_path, text, message):

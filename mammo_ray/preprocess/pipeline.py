@@ -237,7 +237,12 @@ class _PreprocessBatch:
 
 def ensure_ray(address: str | None, workers: int | None = None) -> None:
     """Connect to the Ray cluster at ``address``, or start a local Ray with ``workers`` CPUs
-    (None: the CPUs Ray detects). Does nothing when this process is already connected."""
+    (None: the CPUs Ray detects). Does nothing when this process is already connected.
+
+    Without ``address`` the instance is always a new local one (``address="local"``): a plain
+    ``ray.init()`` joins whatever cluster ``$RAY_ADDRESS`` or a leftover
+    ``/tmp/ray/ray_current_cluster`` names, and then refuses ``num_cpus``.
+    """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -245,7 +250,7 @@ def ensure_ray(address: str | None, workers: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         cpus = None if workers is None else max(workers, 1)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
 def user_error(exc: BaseException) -> MammoRayError | None:

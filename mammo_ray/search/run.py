@@ -138,9 +138,12 @@ class SearchOptions:
             "max_epochs": self.max_epochs,
             "time_budget_s": self.time_budget_s,
         }
-        settings = dataclasses.replace(
-            space.settings, **{k: v for k, v in given.items() if v is not None}
-        )
+        try:
+            settings = dataclasses.replace(
+                space.settings, **{k: v for k, v in given.items() if v is not None}
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--num-samples/--max-epochs/--time-budget: {exc}") from None
         if settings.grace_period > settings.max_epochs:
             settings = dataclasses.replace(settings, grace_period=settings.max_epochs)
         return settings

@@ -122,6 +122,12 @@ class SearchSettings:
             raise ValueError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
         if self.trial_epoch_budget is not None and self.trial_epoch_budget < 1:
             raise ValueError(f"trial_epoch_budget must be >= 1, got {self.trial_epoch_budget}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be > 0 seconds, got {self.time_budget_s}")
+        if self.max_failures < 0:
+            raise ValueError(
+                f"max_failures must be >= 0 (retries of a failed trial), got {self.max_failures}"
+            )
         if not self.metric.startswith("val_"):
             raise ValueError(f"metric must be a validation metric (val_*), got {self.metric!r}")
 
