@@ -312,6 +312,19 @@ def _scheme(scheme: str) -> Mapping[str, str]:
     return LABEL_SCHEMES[scheme]
 
 
+def _check_normal_alone(film: Sequence[InfoRow], source: str) -> None:
+    """A NORM row says the film has no abnormality: it must be the film's only row."""
+    if len(film) < 2:
+        return
+    normal = next((row for row in film if row.class_code == "NORM"), None)
+    if normal is not None:
+        other = next(row for row in film if row is not normal)
+        raise MiasFormatError(
+            f"{source}: line {normal.line}: {normal.image_id} is listed as NORM here but as "
+            f"{other.class_code} on line {other.line}; a normal film has one row"
+        )
+
+
 def build_records(
     rows: Iterable[InfoRow], scheme: str, image_shape: tuple[int, int], source: str
 ) -> tuple[tuple[MiasRecord, ...], tuple[str, ...]]:
@@ -340,7 +353,8 @@ def build_records(
     Raises
     ------
     MiasFormatError
-        If rows of one film disagree on its tissue, or a centre lies outside the image.
+        If rows of one film disagree on its tissue or list it both as NORM and as something
+        else (or as NORM twice), or a centre lies outside the image.
     """
     _scheme(scheme)
     height, width = image_shape
@@ -350,6 +364,7 @@ def build_records(
     records, excluded = [], []
     for image_id in sorted(by_image):
         film = by_image[image_id]
+        _check_normal_alone(film, source)
         for row in film:
             where = f"{source}: line {row.line}"
             if row.tissue != film[0].tissue:

@@ -20,7 +20,9 @@ fingerprint, package version):
     <out>/<key>/<array>.npy          one (N, S, S) uint8 array per output, rows in manifest order
 
 The directory is first written as ``<out>/.tmp-<key>-<random>`` and renamed into place when
-complete, so an interrupted or failed run never leaves a cache that :func:`load_cache` accepts.
+complete, so an interrupted or failed run never leaves a cache that :func:`load_cache` accepts;
+a staging folder a crash left behind is removed the next time the cache root is opened, once it
+is older than :data:`STALE_STAGING_S`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ __all__ = [
     "load_cache",
     "ensure_ray",
     "pgm_dataset",
+    "pgm_items",
+    "remove_stale_staging",
     "user_error",
     "raise_user_error",
     "MANIFEST",
@@ -68,6 +72,9 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+STALE_STAGING_S = 3600.0
+"""Age (seconds since last change) past which a ``.tmp-<key>-*`` staging folder is left over
+from a crash, not a write in progress: writing a cache takes seconds."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +274,7 @@ def user_error(exc: BaseException) -> MammoRayError | None:
 
 def _run_ray_data(
     dataset: MiasDataset,
+    items: list[dict[str, Any]],
     cfg: PreprocessConfig,
     workers: int,
     batch_size: int,
@@ -278,7 +286,7 @@ def _run_ray_data(
     if progress is not None:
         DataContext.get_current().enable_progress_bars = False
     order = {record.image_id: i for i, record in enumerate(dataset.records)}
-    pipeline = pgm_dataset(dataset, batch_size).map_batches(
+    pipeline = pgm_dataset(items, batch_size).map_batches(
         _PreprocessBatch,
         fn_constructor_args=(cfg,),
         batch_size=batch_size,
@@ -316,15 +324,18 @@ def _run_ray_data(
     return arrays, stats, crop_boxes, film_shapes
 
 
-def pgm_dataset(
-    dataset: MiasDataset, batch_size: int, ids: Sequence[str] | None = None
-) -> ray.data.Dataset:
-    """A Ray Dataset of ``{image_id, pgm (raw bytes), circles (JSON)}`` rows, one archive pass."""
-
-    items = [
+def pgm_items(dataset: MiasDataset, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """``{image_id, pgm (raw bytes), circles (JSON)}`` per film, read in one archive pass and
+    checked in full (:meth:`MiasDataset.iter_pgm_bytes`), so a bad film fails here, naming its
+    file, before Ray starts."""
+    return [
         {"image_id": record.image_id, "pgm": pgm, "circles": json.dumps(_circles(record))}
         for record, pgm in dataset.iter_pgm_bytes(ids)
     ]
+
+
+def pgm_dataset(items: list[dict[str, Any]], batch_size: int) -> ray.data.Dataset:
+    """A Ray Dataset of :func:`pgm_items` rows, about ``batch_size`` rows per block."""
     return ray.data.from_items(items, override_num_blocks=max(1, len(items) // batch_size))
 
 
@@ -338,6 +349,22 @@ def raise_user_error(exc: BaseException) -> None:
 def _array_shape(name: str) -> tuple[int, int]:
     size = int(name.rsplit("_", 1)[1])
     return size, size
+
+
+def remove_stale_staging(out_dir: Path, now: float | None = None) -> list[Path]:
+    """Delete the ``.tmp-*`` staging folders in ``out_dir`` untouched for more than
+    :data:`STALE_STAGING_S` (a crash during a cache write leaves them); return what went."""
+    now = time.time() if now is None else now
+    removed = []
+    for staging in sorted(out_dir.glob(".tmp-*")) if out_dir.is_dir() else []:
+        try:
+            stale = staging.is_dir() and now - staging.stat().st_mtime > STALE_STAGING_S
+        except FileNotFoundError:
+            continue
+        if stale:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
 
 
 def _write_cache_atomically(
@@ -384,6 +411,7 @@ def run_preprocessing(
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    remove_stale_staging(out_dir)
     key = cache_key(cfg, dataset_fingerprint(data_path))
     manifest_path = out_dir / key / MANIFEST
     if manifest_path.exists():
@@ -394,10 +422,12 @@ def run_preprocessing(
         raise CacheError(f"{data_path}: no images to preprocess")
     if workers < 1:
         raise CacheError(f"workers must be >= 1, got {workers}")
+    items = pgm_items(dataset)
     ensure_ray(address, workers)
     total = len(dataset.records)
     arrays, stats, crop_boxes, film_shapes = _run_ray_data(
         dataset,
+        items,
         cfg,
         workers,
         batch_size,

@@ -27,6 +27,7 @@ from mammo_ray.preprocess.pipeline import (
     PreprocessConfig,
     ensure_ray,
     pgm_dataset,
+    pgm_items,
     raise_user_error,
 )
 from mammo_ray.preprocess.quality import eme, psnr, ssim
@@ -99,8 +100,9 @@ def quality_table(
 
     dataset = load_mias(data_path, scheme=cfg.label_scheme)
     records = dataset.records[:limit] if limit else dataset.records
+    items = pgm_items(dataset, [r.image_id for r in records])
     ensure_ray(address, workers)
-    pipeline = pgm_dataset(dataset, batch_size, [r.image_id for r in records]).map_batches(
+    pipeline = pgm_dataset(items, batch_size).map_batches(
         _QualityBatch,
         fn_constructor_args=(cfg,),
         batch_size=batch_size,

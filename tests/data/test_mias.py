@@ -114,6 +114,23 @@ def test_rows_of_one_film_must_agree_on_tissue(tmp_path):
         _load(path)
 
 
+@pytest.mark.parametrize(
+    ("rows", "other"),
+    [
+        (["mdb003 D NORM", "mdb003 D CIRC B 14 40 4"], "CIRC"),
+        (["mdb003 D CALC M 14 40 4", "mdb003 D NORM"], "CALC"),
+        (["mdb003 D NORM", "mdb003 D NORM"], "NORM"),
+    ],
+)
+def test_a_film_listed_as_normal_and_as_something_else_is_rejected(tmp_path, rows, other):
+    path = _with_rows(tmp_path, rows)
+    with pytest.raises(
+        MiasFormatError,
+        match=rf"Info\.txt: line \d+: mdb003 is listed as NORM here but as {other} on line \d+",
+    ):
+        _load(path)
+
+
 def test_centre_outside_the_image_is_an_error(tmp_path):
     path = _with_rows(tmp_path, ["mdb001 G CIRC B 20 64 8"])
     with pytest.raises(MiasFormatError, match=r"centre \(20, 64\) lies outside the 64x64 image"):

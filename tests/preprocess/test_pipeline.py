@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -126,6 +127,47 @@ def test_a_bad_image_stops_the_run_with_its_name_and_no_cache(ray_local, tmp_pat
     with pytest.raises(MiasFormatError, match="mdb004"):
         run_preprocessing(archive, SMALL, out, image_shape=SHAPE)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_sample_above_maxval_fails_before_ray_starts_naming_the_file(tmp_path):
+    """Before, only a Ray worker caught it, after Ray started, naming 'mdb004' alone."""
+    files = mias_files(shape=SHAPE, maxval=1000)
+    header_end = files["mdb004.pgm"].index(b"1000\n") + 5
+    files["mdb004.pgm"] = (
+        files["mdb004.pgm"][:header_end] + b"\xff\xff" + files["mdb004.pgm"][header_end + 2 :]
+    )
+    archive = write_mias(tmp_path / "bad.tar.gz", files)
+    started = pipeline.ray.is_initialized()
+    with pytest.raises(
+        MiasFormatError,
+        match=r"bad\.tar\.gz:mdb004\.pgm: PGM sample value 65535 exceeds maxval 1000",
+    ):
+        run_preprocessing(archive, SMALL, tmp_path / "cache", image_shape=SHAPE)
+    assert pipeline.ray.is_initialized() == started
+
+
+def test_stale_staging_folders_are_removed_when_the_cache_is_opened(tmp_path):
+    out = tmp_path / "cache"
+    stale, fresh = out / ".tmp-abc-crashed", out / ".tmp-def-writing"
+    for staging in (stale, fresh):
+        staging.mkdir(parents=True)
+        (staging / "enhanced_32.npy").write_bytes(b"x")
+    now = stale.stat().st_mtime + pipeline.STALE_STAGING_S + 1
+    os.utime(fresh, (now - 5, now - 5))
+    assert pipeline.remove_stale_staging(out, now=now) == [stale]
+    assert not stale.exists() and fresh.exists()
+    assert pipeline.remove_stale_staging(tmp_path / "absent") == []
+
+
+def test_a_crashed_write_is_cleaned_up_by_the_next_run(ray_local, synthetic_archive, tmp_path):
+    out = tmp_path / "cache"
+    crashed = out / ".tmp-0123-crashed"
+    crashed.mkdir(parents=True)
+    (crashed / "enhanced_32.npy").write_bytes(b"x" * 100)
+    old = crashed.stat().st_mtime - pipeline.STALE_STAGING_S - 60
+    os.utime(crashed, (old, old))
+    result = run_preprocessing(synthetic_archive, SMALL, out, image_shape=SHAPE)
+    assert sorted(p.name for p in out.iterdir()) == [result.key]
 
 
 def test_a_leftover_staging_dir_is_not_a_cache(ray_local, synthetic_archive, tmp_path):
