@@ -12,8 +12,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mammo_ray.errors import ConfigError, MammoRayError
+from mammo_ray.files import check_writable_dir, check_writable_file
 
-__all__ = ["DATA_ENV", "add_data_argument", "data_options", "resolve_data", "run_cli", "text_table"]
+__all__ = [
+    "DATA_ENV",
+    "add_data_argument",
+    "check_outputs",
+    "data_options",
+    "resolve_data",
+    "run_cli",
+    "text_table",
+]
 
 DATA_ENV = "MAMMO_RAY_DATA"
 
@@ -57,6 +66,20 @@ def resolve_data(value: str | None) -> Path:
             "(download it with 'python -m mammo_ray.data fetch')"
         )
     return Path(value)
+
+
+def check_outputs(
+    args: argparse.Namespace, *, dirs: Sequence[str] = ("out", "cache"), files: Sequence[str] = ()
+) -> None:
+    """Check, before any work, that each output option of ``args`` that is set can be written:
+    ``dirs`` name folder options (``--out``, ``--cache``), ``files`` file options; URIs
+    (``s3://...``) are left to their storage. One :class:`ConfigError` line for the first that
+    cannot."""
+    for names, check in ((dirs, check_writable_dir), (files, check_writable_file)):
+        for name in names:
+            value = getattr(args, name, None)
+            if value is not None and "://" not in str(value):
+                check(value, "--" + name.replace("_", "-"))
 
 
 def text_table(

@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_text_atomic", "write_json_atomic"]
+from mammo_ray.errors import ConfigError
+
+__all__ = [
+    "atomic_path",
+    "write_text_atomic",
+    "write_json_atomic",
+    "check_writable_dir",
+    "check_writable_file",
+]
 
 
 @contextlib.contextmanager
@@ -58,3 +66,40 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int = 2, **dumps: 
     """``json.dumps(data)`` first (data JSON cannot hold raise before any file exists), then
     :func:`write_text_atomic`; extra keywords go to :func:`json.dumps`."""
     return write_text_atomic(path, json.dumps(data, indent=indent, **dumps))
+
+
+def check_writable_dir(path: str | Path, what: str) -> Path:
+    """Raise a one-line :class:`ConfigError` naming ``what`` (e.g. ``--out``) unless ``path`` is a
+    folder this process can write in, or can be created as one; create nothing.
+
+    Writability is probed, not guessed from permission bits (which root ignores and a read-only
+    mount does not show): a temporary file is made and removed in the nearest folder that
+    exists.
+    """
+    path = Path(path)
+    _check_folder(path, f"{what} {path}")
+    return path
+
+
+def check_writable_file(path: str | Path, what: str) -> Path:
+    """As :func:`check_writable_dir` for a file to be written: not a folder, in a writable one."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path}: is a directory; give a file name")
+    _check_folder(path.parent, f"{what} {path}")
+    return path
+
+
+def _check_folder(folder: Path, named: str) -> None:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        which = "exists and is not a directory" if existing == folder else f"{existing} is a file"
+        raise ConfigError(f"{named}: {which}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".mammo-ray-probe-")
+    except OSError as exc:
+        raise ConfigError(f"{named}: cannot write in {existing} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -79,6 +79,27 @@ def test_bad_yaml_files_name_the_file(tmp_path):
         load_config(Outer, bad)
 
 
+def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
+    """Before, the message carried PyYAML's seven-line report."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: none\ninner: {window: 5\nseed: 3\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(Outer, bad)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{bad}: line 3, column 5: not valid YAML (")
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    """Before, a UnicodeDecodeError traceback."""
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("method: m\xe9dian\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 0xe9 at offset 9"):
+        load_config(Outer, bad)
+    with pytest.raises(ConfigError, match=r": is a directory, not a config file"):
+        load_config(Outer, tmp_path)
+
+
 def test_config_key_is_stable_and_sensitive():
     a = Outer()
     assert config_key(a) == config_key(from_dict(Outer, to_dict(a)))

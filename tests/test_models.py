@@ -19,9 +19,11 @@ from mammo_ray.errors import CheckpointError, ConfigError, ModelError
 from mammo_ray.learn.checkpoint import (
     Checkpoint,
     load_checkpoint,
+    load_trained,
     model_from_checkpoint,
     save_checkpoint,
 )
+from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.models import (
     BACKBONES,
     GRAY_MEAN,
@@ -378,6 +380,19 @@ def test_truncated_checkpoint_is_a_checkpoint_error(tmp_path):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"ab", b"a\n", b"hello", b"\x80\x02]q\x00.", b"PK\x03\x04rest", bytes(range(256))],
+)
+def test_text_or_random_bytes_named_model_pt_are_one_line_checkpoint_errors(tmp_path, content):
+    """Before, a text file such as ``ab`` ended in ``IndexError: pop from empty list``."""
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"{path}: ") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
 def test_plain_state_dict_is_not_a_checkpoint(tmp_path, rgb_resnet18_state):
     path, _ = rgb_resnet18_state
     with pytest.raises(CheckpointError, match="not a mammo_ray checkpoint \\(no 'state_dict'\\)"):
@@ -406,14 +421,24 @@ def test_checkpoint_that_does_not_fit_names_the_key():
         model_from_checkpoint(ckpt)
 
 
+def test_a_backbone_that_does_not_fit_the_weights_names_the_checkpoint(tmp_path):
+    """Before, the message did not say which file was wrong."""
+    model = build_model(ModelConfig(backbone="mobilenetv2_100", pretrained="none"))
+    path = tmp_path / "best.pt"
+    config = to_dict(TrainConfig(model=ModelConfig(backbone="resnet18", pretrained="none")))
+    save_checkpoint(path, model, config=config, labels=LABELS, preprocess_key="k")
+    with pytest.raises(CheckpointError, match=rf"^{path}: state dict does not fit resnet18 with 3"):
+        load_trained(path)
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         ({"train": {}}, "no 'model' section"),
-        ({"model": {"backbone": "alexnet"}}, "checkpoint model: backbone 'alexnet'"),
+        ({"model": {"backbone": "alexnet"}}, "run/model.pt: model: backbone 'alexnet'"),
     ],
 )
 def test_checkpoint_without_a_valid_model_section_is_a_checkpoint_error(config, message):
     ckpt = Checkpoint({}, config, LABELS, "k", mammo_ray.__version__, None)
     with pytest.raises(CheckpointError, match=message):
-        model_from_checkpoint(ckpt)
+        model_from_checkpoint(ckpt, "run/model.pt")

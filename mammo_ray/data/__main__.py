@@ -18,6 +18,7 @@ from mammo_ray.cli import add_data_argument, resolve_data, run_cli, text_table
 from mammo_ray.data.fetch import MIAS_IMAGE_COUNT, MIAS_URL, default_dest, fetch_mias
 from mammo_ray.data.mias import MiasDataset, load_mias
 from mammo_ray.data.mias_info import CLASS_CODES, LABEL_SCHEMES, LABELS, SEVERITIES, TISSUES
+from mammo_ray.files import check_writable_dir
 
 __all__ = ["main", "summary_text"]
 
@@ -76,6 +77,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     dest = args.dest if args.dest is not None else default_dest()
+    check_writable_dir(dest, "--dest")
     result = fetch_mias(dest, url=args.url, force=args.force)
     records = result.dataset.records
     labels = Counter(r.label for r in records)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mammo_ray.cli import data_options, resolve_data, text_table
+from mammo_ray.cli import check_outputs, data_options, resolve_data, text_table
 from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     args = parser.parse_args(argv)
+    check_outputs(args)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     result = explain_checkpoint(

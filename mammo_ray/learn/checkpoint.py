@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -120,7 +121,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(path, weights_only=True, map_location="cpu")
     except READ_ERRORS as exc:
         raise CheckpointError(
             f"{path}: cannot read checkpoint ({type(exc).__name__}: {first_line(exc)})"
@@ -145,7 +148,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(**{key: data[key] for key in checks})
 
 
-def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
+def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Module:
     """Rebuild the model of ``ckpt`` and load its weights strictly; returned in eval mode.
 
     The architecture comes from ``ckpt.config["model"]`` with ``pretrained`` forced to
@@ -155,13 +158,13 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     ------
     CheckpointError
         When the config has no valid ``model`` section or the state dict does not fit,
-        naming the first mismatching key.
+        naming ``source`` (the checkpoint file) and the first mismatching key.
     """
     section = ckpt.config.get("model")
     if not isinstance(section, dict):
-        raise CheckpointError("checkpoint config has no 'model' section")
+        raise CheckpointError(f"{source}: config has no 'model' section")
     try:
-        cfg = from_dict(ModelConfig, {**section, "pretrained": "none"}, where="checkpoint model")
+        cfg = from_dict(ModelConfig, {**section, "pretrained": "none"}, where=f"{source}: model")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     model = build_model(cfg, num_classes=len(ckpt.labels))
@@ -169,7 +172,7 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     mismatch = first_mismatch(expected, ckpt.state_dict)
     if mismatch is not None:
         raise CheckpointError(
-            f"checkpoint state dict does not fit {cfg.backbone} with "
+            f"{source}: state dict does not fit {cfg.backbone} with "
             f"{len(ckpt.labels)} classes: {mismatch}"
         )
     model.load_state_dict(ckpt.state_dict, strict=True)
@@ -216,5 +219,5 @@ def load_trained(path: str | Path) -> TrainedModel:
         )
     config = from_dict(TrainConfig, ckpt.config, where=f"{path}: config")
     device = select_device()
-    model = model_from_checkpoint(ckpt).to(device).to(memory_format=torch.channels_last)
+    model = model_from_checkpoint(ckpt, str(path)).to(device).to(memory_format=torch.channels_last)
     return TrainedModel(model.eval(), config, device)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mammo_ray.cli import data_options, resolve_data
+from mammo_ray.cli import check_outputs, data_options, resolve_data
 from mammo_ray.data.mias import MIAS_IMAGE_SHAPE
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.learn.checkpoint import load_trained
@@ -188,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    check_outputs(args)
     metrics = evaluate_checkpoint(
         args.checkpoint,
         resolve_data(args.data),

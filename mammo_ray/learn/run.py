@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from mammo_ray.cli import data_options, resolve_data, text_table
+from mammo_ray.cli import check_outputs, data_options, resolve_data, text_table
 from mammo_ray.config import apply_overrides, from_dict, to_dict
 from mammo_ray.contracts import AuditFile, check
 from mammo_ray.files import write_json_atomic, write_text_atomic
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_outputs(args)
     cfg = load_train_config(args.config, args.set, args.epochs)
     progress = not args.quiet
     data = prepare_data(

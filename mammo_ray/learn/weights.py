@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import threading
 import urllib.error
 import urllib.request
@@ -45,11 +46,19 @@ READ_ERRORS = (
     OSError,
     RuntimeError,
     EOFError,
-    KeyError,
+    LookupError,
     ValueError,
+    TypeError,
+    AttributeError,
+    ArithmeticError,
+    struct.error,
     pickle.UnpicklingError,
     SafetensorError,
 )
+"""What ``torch.load(weights_only=True)`` and safetensors raise on bytes that are not a weights
+file: torch's weights-only unpickler is a parser of untrusted input, and text or random bytes
+end in any of these (``IndexError: pop from empty list`` for a text file, ``struct.error`` for
+some random bytes)."""
 
 
 def cached_weights(hub_id: str | None, hub_filename: str | None, url: str | None) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mammo_ray.cli import add_data_argument, resolve_data, run_cli
+from mammo_ray.cli import add_data_argument, check_outputs, resolve_data, run_cli
 from mammo_ray.config import apply_overrides, from_dict, load_yaml
 from mammo_ray.preprocess.pipeline import PreprocessConfig, run_preprocessing
 from mammo_ray.preprocess.quality_table import format_quality_table, quality_table
@@ -32,7 +32,7 @@ def load_preprocess_config(
 
 
 def _run(args: argparse.Namespace) -> int:
-
+    check_outputs(args, dirs=("out",))
     cfg = load_preprocess_config(args.config, args.size, args.set)
     bar: tqdm | None = None
 
@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-
+    check_outputs(args, dirs=(), files=("out",))
     cfg = load_preprocess_config(args.config, None, args.set)
     table = quality_table(
         resolve_data(args.data), cfg, limit=args.limit, workers=args.workers, address=args.address

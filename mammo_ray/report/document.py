@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mammo_ray.cli import check_outputs
 from mammo_ray.files import write_text_atomic
 from mammo_ray.plots import plot_confusion_matrix, plot_metric_by_epoch
 from mammo_ray.report.cells import (
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--storage", required=True, help="the search directory (search.json)")
     parser.add_argument("--out", help="report file (default: STORAGE/report.md)")
     args = parser.parse_args(argv)
+    check_outputs(args, dirs=(), files=("out",))
     path = write_report(args.storage, args.out)
     print(f"wrote {path}")
     return 0

@@ -42,7 +42,7 @@ from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 from torch import nn
 
-from mammo_ray.cli import data_options, resolve_data
+from mammo_ray.cli import check_outputs, data_options, resolve_data
 from mammo_ray.config import from_dict
 from mammo_ray.contracts import SearchFile, check
 from mammo_ray.errors import ConfigError
@@ -513,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_outputs(args, dirs=("out", "cache", "storage"))
     options = SearchOptions(
         name=args.name,
         overrides=tuple(args.set),
