@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 
 from mammo_ray.errors import ConfigError, MammoRayError
 from mammo_ray.files import check_writable_dir, check_writable_file
@@ -111,13 +115,34 @@ def run_cli(
 ) -> int:
     """Run ``main(argv)``; print a :class:`MammoRayError` as ``error: <message>`` and return 2.
 
-    Other exceptions propagate with their traceback: they are bugs, not bad input.
+    Ctrl-C and SIGTERM end it as :class:`KeyboardInterrupt` (so every whole-or-absent write
+    cleans up): ``interrupted`` (with how to continue, for
+    :class:`~mammo_ray.errors.Interrupted`) and 130. Other exceptions propagate with their
+    traceback: they are bugs, not bad input.
     """
+    with _sigterm_as_interrupt():
+        try:
+            return int(main(argv) or 0)
+        except MammoRayError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+            return 130
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`KeyboardInterrupt` for the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        return int(main(argv) or 0)
-    except MammoRayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "CheckpointError",
     "SearchSpaceError",
+    "Interrupted",
 ]
 
 
@@ -54,3 +55,8 @@ class CheckpointError(MammoRayError):
 
 class SearchSpaceError(ConfigError):
     """A search space file has an unknown key, a bad range, or a value no trial can use."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a command after it saved what lets it continue; the message
+    says how. The command line prints it and exits 130, like any Ctrl-C."""

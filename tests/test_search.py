@@ -9,6 +9,7 @@ kill a driver mid-search and resume it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -258,42 +259,74 @@ def _terminated_trials(tune_dir: Path) -> set[str]:
     return done
 
 
-def test_killed_search_resumes_without_redoing_finished_trials(
-    ray_local, mias_dev_path, cache_root, tmp_path
-):
-    space = tmp_path / "resumable.yaml"
+def _small_space(tmp_path: Path, num_samples: int, epochs: int) -> Path:
+    """mobilenetv2 at 64 px, one learning rate per trial, one trial at a time."""
+    space = tmp_path / "small.yaml"
     space.write_text(
         f"base: {PUBLISHED_PATIENT}\n"
         "fixed: {model.pretrained: none, model.backbone: mobilenetv2_100, input_size: 64,"
-        " epochs: 1, augment.mode: none}\n"
+        f" epochs: {epochs}, augment.mode: none}}\n"
         "params:\n  optim.lr: {loguniform: [1.0e-4, 3.0e-3]}\n"
-        "search: {num_samples: 4, max_epochs: 1, max_concurrent: 1}\n"
+        f"search: {{num_samples: {num_samples}, max_epochs: {epochs}, max_concurrent: 1}}\n"
     )
+    return space
+
+
+class _Driver:
+    """``python -m mammo_ray.search`` in its own process group, as a user starts it in a shell
+    (Ctrl-C there signals the whole group), with a short private RAY_TMPDIR."""
+
+    def __init__(self, argv: list[str], cwd: Path):
+        self.ray_tmp = tempfile.mkdtemp(prefix="ray-")  # socket paths must stay < 108 bytes
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mammo_ray.search", *argv],
+            env={**os.environ, "RAY_TMPDIR": self.ray_tmp},
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    def wait_until(self, condition, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if self.process.poll() is not None:
+                pytest.fail(f"the search ended before {what}: {self.process.stderr.read()[-2000:]}")
+            if time.monotonic() > deadline:
+                self.signal(signal.SIGKILL)
+                pytest.fail(f"no {what} within {seconds:.0f} s")
+            time.sleep(0.2)
+
+    def signal(self, signum: int) -> None:
+        os.killpg(self.process.pid, signum)
+
+    def finish(self, seconds: float) -> tuple[int, str]:
+        try:
+            _, stderr = self.process.communicate(timeout=seconds)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                self.signal(signal.SIGKILL)
+            shutil.rmtree(self.ray_tmp, ignore_errors=True)
+        return self.process.returncode, stderr
+
+
+def test_killed_search_resumes_without_redoing_finished_trials(
+    ray_local, mias_dev_path, cache_root, tmp_path
+):
     out = tmp_path / "resumable"
+    space = _small_space(tmp_path, num_samples=4, epochs=1)
     argv = search_argv(space, mias_dev_path, out, cache_root, "--explain", "0")
-    ray_tmp = tempfile.mkdtemp(prefix="ray-")  # Ray's socket paths must stay under 108 bytes
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "mammo_ray.search", *argv],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
+    driver = _Driver(argv, tmp_path)
     done: set[str] = set()
-    while not done:
-        if driver.poll() is not None:
-            pytest.fail(f"the search ended before it was killed: {driver.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            os.killpg(driver.pid, signal.SIGKILL)
-            pytest.fail("no trial finished within 300 s")
-        time.sleep(0.5)
-        done = _terminated_trials(out / "tune")
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=30)
-    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+    def some_trial_done() -> bool:
+        done.update(_terminated_trials(out / "tune"))
+        return bool(done)
+
+    driver.wait_until(some_trial_done, 300, "finished trial")
+    driver.signal(signal.SIGKILL)
+    driver.finish(30)
     assert not (out / "search.json").exists() and len(done) < 4
 
     assert run_cli(main, [*argv, "--resume"]) == 0
@@ -310,13 +343,84 @@ def test_killed_search_resumes_without_redoing_finished_trials(
     assert "RUNNING" not in {r.info.status for r in children_of(client, parent.info.run_id)}
 
 
-def test_an_existing_search_needs_resume_and_resume_needs_a_search(mias_dev_path, tmp_path, capsys):
-    out = tmp_path / "taken"
-    argv = search_argv(SMOKE, mias_dev_path, out, tmp_path / "cache")
+def _child_attempts(client: MlflowClient, parent_id: str) -> dict[str, list]:
+    """Trial name -> its child runs (one per attempt: a resumed trial has several)."""
+    attempts: dict[str, list] = {}
+    for run in children_of(client, parent_id):
+        attempts.setdefault(run.data.tags["trial_name"], []).append(run)
+    return attempts
+
+
+def test_ctrl_c_stops_the_search_as_killed_and_resume_finishes_it(
+    ray_local, mias_dev_path, cache_root, tmp_path
+):
+    """Before: Tune returned normally, the search reported '1 finished' for a trial with no
+    epoch, exited 0, its parent run FINISHED with a child left RUNNING; after --resume the
+    trial's checkpoint went to the KILLED attempt's run."""
+    out = tmp_path / "interrupted"
+    space = _small_space(tmp_path, num_samples=3, epochs=3)
+    argv = search_argv(space, mias_dev_path, out, cache_root, "--explain", "0")
+    driver = _Driver(argv, tmp_path)
+
+    def first_epoch_reported() -> bool:
+        return any(
+            len(path.read_text().splitlines()) >= 2 for path in out.glob("tune/*/progress.csv")
+        )
+
+    driver.wait_until(first_epoch_reported, 300, "first epoch")
+    driver.signal(signal.SIGINT)
+    code, stderr = driver.finish(240)
+    assert code == 130, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: SIGINT stopped search '{out.name}' before it finished")
+    assert last.endswith("--resume") and "python -m mammo_ray.search" in last
+    assert not (out / "report.md").exists() and not (out / "search.json").exists()
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    parent_id = json.loads((out / "search_state.json").read_text())["parent_run_id"]
+    assert client.get_run(parent_id).info.status == "KILLED"
+    statuses = {run.info.status for run in children_of(client, parent_id)}
+    assert "KILLED" in statuses and "RUNNING" not in statuses
+
+    assert run_cli(main, [*argv, "--resume"]) == 0
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    attempts = _child_attempts(client, parent_id)
+    assert len(attempts) == 3 and any(len(runs) > 1 for runs in attempts.values())
+    for runs in attempts.values():
+        holding = [r for r in runs if client.list_artifacts(r.info.run_id, "checkpoint")]
+        assert [r.info.status for r in holding] == ["FINISHED"]
+    summary = json.loads((out / "search.json").read_text())
+    assert [t["status"] for t in summary["trials"]] == ["TERMINATED"] * 3
+
+
+def test_a_search_killed_during_set_up_continues(ray_local, mias_dev_path, cache_root, tmp_path):
+    """Before: once search_state.json existed, --resume said 'nothing to resume', a plain
+    re-run said 'exists; pass --resume', and the parent run stayed RUNNING for ever."""
+    out = tmp_path / "early"
+    argv = search_argv(
+        _small_space(tmp_path, num_samples=1, epochs=1), mias_dev_path, out, cache_root,
+        "--explain", "0",
+    )  # fmt: skip
+    driver = _Driver(argv, tmp_path)
+    driver.wait_until((out / "search_state.json").exists, 300, "search_state.json")
+    driver.signal(signal.SIGKILL)
+    driver.finish(30)
+    parent_id = json.loads((out / "search_state.json").read_text())["parent_run_id"]
+
+    assert run_cli(main, [*argv, "--resume"]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["mlflow"]["parent_run_id"] == parent_id
+    assert [t["status"] for t in summary["trials"]] == ["TERMINATED"]
+    client = MlflowClient(summary["mlflow"]["uri"])
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_an_existing_search_needs_resume_and_resume_needs_a_search(
+    smoke, mias_dev_path, tmp_path, capsys
+):
+    argv = search_argv(SMOKE, mias_dev_path, tmp_path / "taken", tmp_path / "cache")
     assert run_cli(main, [*argv, "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
-    out.mkdir()
-    (out / "search_state.json").write_text("{}")
+    argv = search_argv(SMOKE, mias_dev_path, smoke["out"], tmp_path / "cache")
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "--resume" in err and len(err.strip().splitlines()) == 1

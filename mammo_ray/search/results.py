@@ -111,9 +111,14 @@ def log_trial_checkpoints(parent: TrainingRun, results: ResultGrid, metric: str,
 
     ``MLflowLoggerCallback`` names a child run's ``trial_name`` tag after the trial
     (``trainable_<trial id>``) and uploads the trial's driver-side folder, which holds no
-    checkpoint; the checkpoints live in Tune's storage, so they are copied from there.
+    checkpoint; the checkpoints live in Tune's storage, so they are copied from there. A trial
+    continued by ``--resume`` has a run per attempt: the checkpoint goes to the attempt that
+    finished (the latest, when none did), never to one an interruption KILLED.
     """
-    names = {run.data.tags.get("trial_name", ""): run.info.run_id for run in child_runs(parent)}
+    attempts = sorted(
+        child_runs(parent), key=lambda run: (run.info.status == "FINISHED", run.info.start_time)
+    )
+    names = {run.data.tags.get("trial_name", ""): run.info.run_id for run in attempts}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id")
         run_id = next(

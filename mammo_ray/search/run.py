@@ -45,7 +45,7 @@ from torch import nn
 from mammo_ray.cli import check_outputs, data_options, resolve_data
 from mammo_ray.config import from_dict
 from mammo_ray.contracts import SearchFile, check
-from mammo_ray.errors import ConfigError
+from mammo_ray.errors import ConfigError, Interrupted
 from mammo_ray.explain.circles import input_circles
 from mammo_ray.explain.lime_images import explain_images
 from mammo_ray.files import write_json_atomic
@@ -57,6 +57,7 @@ from mammo_ray.learn.trial import TrialArrays, trial_arrays
 from mammo_ray.preprocess.pipeline import ensure_ray
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.report.document import write_report
+from mammo_ray.search.interrupt import graceful_stop
 from mammo_ray.search.results import (
     best_checkpoint,
     end_interrupted_children,
@@ -162,6 +163,7 @@ class _Search:
     parent: TrainingRun
     uri: str
     cpus_per_trial: float
+    restore: bool
     timings: dict[str, float]
 
 
@@ -171,22 +173,26 @@ def run_search(
     """Run or resume a search; evaluate, explain and report its best trial; return search.json.
 
     Three steps: set up (space, Ray, the preprocessing cache, the MLflow parent run), tune (Ray
-    Tune with Optuna/ASHA or a grid; the parent run ends KILLED if this is interrupted), finish
-    (trial records, the best trial evaluated once and explained, ``report.md``; FAILED if this
-    raises).
+    Tune with Optuna/ASHA or a grid), finish (trial records, the best trial evaluated once and
+    explained, ``report.md``). Ctrl-C or SIGTERM while tuning stops Tune gracefully and raises
+    :class:`~mammo_ray.errors.Interrupted` (saying how to resume) without finishing; the parent
+    run and every open child run then end KILLED (FAILED if something else raised).
+
+    Raises
+    ------
+    Interrupted
+        When Ctrl-C or SIGTERM stopped the search; ``--resume`` continues it.
     """
     start = time.perf_counter()
     search = _set_up(Path(space_path), Path(data_path), options)
     with global_tracking_uri(search.uri), legacy_tune_output():
         try:
             results = _tune(search)
-        except BaseException:
-            search.parent.end("KILLED")
-            raise
-        try:
             summary = _finish_search(search, results)
-        except BaseException:
-            search.parent.end("FAILED")
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            end_interrupted_children(search.parent)
+            search.parent.end(status)
             raise
     search.parent.end("FINISHED")
     minutes = (time.perf_counter() - start) / 60
@@ -205,13 +211,19 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
     settings = options.settings_for(space)
     out = options.out
     state_path = out / "search_state.json"
-    if state_path.exists() and not options.resume:
+    restorable = tune.Tuner.can_restore(options.tune_dir)
+    if state_path.exists() and restorable and not options.resume:
         raise ConfigError(
             f"{out}: a search named {options.name!r} exists; pass --resume to continue it "
             "or choose another --name"
         )
-    if options.resume and not tune.Tuner.can_restore(options.tune_dir):
+    if options.resume and not restorable and not state_path.exists():
         raise ConfigError(f"{options.tune_dir}: nothing to resume (no Ray Tune experiment there)")
+    if state_path.exists() and not restorable:
+        print(
+            f"{out}: the last run of search {options.name!r} stopped before its first trial; "
+            "starting its trials afresh"
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     ensure_ray(options.address)
@@ -220,8 +232,8 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
         space.preprocess_config, data_path, options.cache_root, workers=total_cpus, progress=True
     )
     uri = tracking_uri(out, options.mlflow_uri)
-    if options.resume and state_path.exists():
-        parent = TrainingRun.resume(uri, json.loads(state_path.read_text())["parent_run_id"])
+    if state_path.exists():
+        parent = TrainingRun.resume(uri, _parent_run_id(state_path))
         end_interrupted_children(parent)
     else:
         parent = TrainingRun(
@@ -248,8 +260,20 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
         parent=parent,
         uri=uri,
         cpus_per_trial=options.cpus_per_trial or max(1, total_cpus // settings.max_concurrent),
+        restore=options.resume and restorable,
         timings={"setup_s": time.perf_counter() - start},
     )
+
+
+def _parent_run_id(state_path: Path) -> str:
+    """The MLflow parent run id that ``search_state.json`` records."""
+    try:
+        return str(json.loads(state_path.read_text(encoding="utf-8"))["parent_run_id"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{state_path}: not a search state ({type(exc).__name__}: {exc}); delete the "
+            "folder to start the search again"
+        ) from None
 
 
 def _data_tags(data: PreparedData) -> dict[str, str]:
@@ -267,7 +291,7 @@ def _tune(search: _Search) -> tune.ResultGrid:
         ),
         {"cpu": search.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
-    if options.resume:
+    if search.restore:
         tuner = tune.Tuner.restore(options.tune_dir, trainable=fn, resume_errored=True)
     else:
         param_space, search_alg, scheduler = tune_objects(space, settings, options.seed)
@@ -311,9 +335,24 @@ def _tune(search: _Search) -> tune.ResultGrid:
             run_config=run_config,
         )
     start = time.perf_counter()
-    results = tuner.fit()
+    with graceful_stop(
+        "stopping the search: running trials end and Tune saves its state for --resume "
+        "(press Ctrl-C again to abort at once)"
+    ) as stop:
+        results = tuner.fit()
     search.timings["tune_s"] = time.perf_counter() - start
+    if stop.requested:
+        raise Interrupted(
+            f"{stop.signal_name} stopped search {options.name!r} before it finished; continue it "
+            f"with: {_resume_command(options)}"
+        )
     return results
+
+
+def _resume_command(options: SearchOptions) -> str:
+    """The command that continues this search: the one that started it, plus ``--resume``."""
+    command = options.command or f"python -m mammo_ray.search --name {options.name}"
+    return command if "--resume" in command.split() else f"{command} --resume"
 
 
 def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
