@@ -32,15 +32,20 @@ from mammo_ray.errors import ConfigError
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "EXPERIMENT_KIND",
     "tracking_uri",
     "artifact_location",
     "flatten",
     "git_commit",
     "TrainingRun",
     "global_tracking_uri",
+    "ui_url",
 ]
 
 DEFAULT_EXPERIMENT = "mammo_ray"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""MLflow 3's experiment kind tag: a model-training experiment, so the UI opens on its runs
+(an experiment without it opens on the GenAI traces overview)."""
 _SQLITE = "sqlite:///"
 _MAX_PARAM_CHARS = 6000
 _BATCH = 100
@@ -73,6 +78,21 @@ def artifact_location(uri: str) -> str | None:
         return None
     database = Path(uri[len(_SQLITE) :])
     return (database.parent / "mlartifacts").as_uri() if database.is_absolute() else None
+
+
+def ui_url(
+    experiment_id: str, run_id: str | None = None, base: str = "http://127.0.0.1:5000"
+) -> str:
+    """The ``mlflow ui`` page of an experiment's runs (or of one run) in the model-training view.
+
+    MLflow 3's UI opens every experiment in its GenAI view (traces) unless the page is asked for
+    ``workflowType=machine_learning``; it remembers the choice afterwards.
+
+    >>> ui_url("1", "abc")
+    'http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning'
+    """
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
 
 
 def flatten(data: Mapping[str, Any]) -> dict[str, str]:
@@ -116,10 +136,11 @@ class TrainingRun:
     """An MLflow run: params, per-epoch metrics, final metrics, artifacts and tags.
 
     Creating one starts a run in ``experiment`` (created if missing, with
-    :func:`artifact_location`) tagged with ``tags``, the git commit of the package when it
-    runs from a checkout (``git_commit`` and ``mlflow.source.git.commit``) and, with
-    ``parent_run_id``, ``mlflow.parentRunId`` so the MLflow UI nests it. Use as a context
-    manager: the run ends FINISHED, KILLED on Ctrl-C, or FAILED if the block raised.
+    :func:`artifact_location`; marked :data:`EXPERIMENT_KIND`) tagged with ``tags``, the git
+    commit of the package when it runs from a checkout (``git_commit`` and
+    ``mlflow.source.git.commit``) and, with ``parent_run_id``, ``mlflow.parentRunId`` so the
+    MLflow UI nests it. Use as a context manager: the run ends FINISHED, KILLED on Ctrl-C, or
+    FAILED if the block raised.
     """
 
     def __init__(
@@ -139,6 +160,8 @@ class TrainingRun:
             if found
             else self.client.create_experiment(experiment, artifact_location(uri))
         )
+        if found is None or found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +33,7 @@ from mlflow.tracking import MlflowClient
 from mammo_ray.cli import run_cli
 from mammo_ray.search.run import main
 from mammo_ray.search.space import load_search_space
+from mammo_ray.tracking import ui_url
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
@@ -95,6 +98,7 @@ def test_every_trial_is_a_child_run_with_its_epochs_and_checkpoint(smoke):
     parent_id = summary["mlflow"]["parent_run_id"]
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and "mlflow.parentRunId" not in parent.data.tags
+    assert parent.data.tags["mlflow.runName"] == smoke["out"].name
     assert "test_balanced_accuracy" in parent.data.metrics
     children = children_of(client, parent_id)
     assert len(children) == 3
@@ -168,16 +172,17 @@ def _get_json(url: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_mlflow_server_serves_the_search_over_rest(smoke, tmp_path):
-    summary = smoke["summary"]
+@contextlib.contextmanager
+def _mlflow_server(uri: str, cwd: Path, command: str = "server"):
+    """``mlflow server`` (or ``mlflow ui``) on a free port of 127.0.0.1; yields its base URL."""
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", summary["mlflow"]["uri"],
+    argv = [
+        sys.executable, "-m", "mlflow", command, "--backend-store-uri", uri,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     server = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -189,8 +194,17 @@ def test_mlflow_server_serves_the_search_over_rest(smoke, tmp_path):
                         break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start (exit code {server.poll()})")
+                    pytest.fail(f"mlflow {command} did not start (exit code {server.poll()})")
                 time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_mlflow_server_serves_the_search_over_rest(smoke, tmp_path):
+    summary = smoke["summary"]
+    with _mlflow_server(summary["mlflow"]["uri"], tmp_path) as base:
         experiment = _get_json(
             f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=mammo_ray"
         )["experiment"]
@@ -210,9 +224,43 @@ def test_mlflow_server_serves_the_search_over_rest(smoke, tmp_path):
             f"{base}/api/2.0/mlflow/metrics/get-history?run_id={parent_id}&metric_key=test_accuracy"
         )["metrics"]
         assert len(history) == 1
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _page_text(url: str, profile: Path) -> str:
+    """The text of ``url`` once headless Chromium has run its JavaScript (20 s virtual time)."""
+    result = subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000", "--dump-dom", url,
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    text = re.sub(r"<script.*?</script>|<style.*?</style>|<[^>]+>", " ", result.stdout, flags=re.S)
+    return " ".join(html.unescape(text).split())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium)")
+def test_the_mlflow_ui_shows_the_search_its_trials_and_their_states(smoke, tmp_path):
+    """What a user sees in ``mlflow ui`` at the URL the search prints. Before, the experiment
+    opened on MLflow 3's GenAI traces overview and the parent was named 'search search'."""
+    client, summary = smoke["client"], smoke["summary"]
+    parent_id = summary["mlflow"]["parent_run_id"]
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    children = children_of(client, parent_id)
+    with _mlflow_server(summary["mlflow"]["uri"], tmp_path, "ui") as base:
+        runs_page = _page_text(ui_url(experiment_id, base=base), tmp_path / "profile")
+        assert f"{smoke['out'].name} " in runs_page and "4 matching runs" in runs_page, runs_page
+        parent_page = _page_text(ui_url(experiment_id, parent_id, base), tmp_path / "profile")
+        assert "Status Finished" in parent_page, parent_page
+        for child in children:
+            name = child.data.tags["mlflow.runName"]
+            assert re.fullmatch(r"\w+: .*model\.backbone=\w+.*", name), name
+            assert name in parent_page
+            page = _page_text(ui_url(experiment_id, child.info.run_id, base), tmp_path / "profile")
+            assert "Status Finished" in page and name in page
 
 
 def test_failing_trial_is_retried_then_recorded_and_the_search_goes_on(

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from mammo_ray.errors import ConfigError
 from mammo_ray.tracking import (
+    EXPERIMENT_KIND,
     TrainingRun,
     artifact_location,
     flatten,
@@ -106,6 +107,17 @@ def test_training_run_logs_params_metrics_artifacts_and_tags(store, tmp_path):
     assert [a.path for a in client.list_artifacts(run.run_id, "model")] == ["model/model.pt"]
     store_dir = Path(store[len("sqlite:///") :]).parent
     assert row["artifact_uri"].startswith((store_dir / "mlartifacts").as_uri())
+
+
+def test_experiments_are_marked_as_model_training_for_the_mlflow_ui(store):
+    """Before, MLflow 3's UI opened an untagged experiment on its GenAI traces overview."""
+    client = MlflowClient(store)
+    client.create_experiment("made-elsewhere")
+    for name in ("made-here", "made-elsewhere"):
+        with TrainingRun(store, experiment=name):
+            pass
+        tags = client.get_experiment_by_name(name).tags
+        assert tags[EXPERIMENT_KIND[0]] == "custom_model_development"
 
 
 def test_training_run_fails_or_is_killed_with_its_block(store):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -56,8 +57,19 @@ ARCHIVE_SUFFIXES: tuple[tuple[str, str], ...] = (
 STORAGE_FORMATS = ("directory", "tar", "zip")
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
-_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError)
+_TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError, struct.error)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    struct.error,
+)
+"""What the standard library raises on a corrupt archive; ValueError covers undecodable
+member names (UnicodeDecodeError), found by the fuzz tests."""
 
 
 LIMITS_ENV = {
@@ -241,7 +253,7 @@ def _zip_entries(
     entries = []
     for info in infos:
         name = _safe_name(path, info.filename)
-        if info.is_dir() or not name:
+        if not name or info.filename.endswith("/"):
             continue
         budget.admit(name, info.file_size)
         entries.append((name, info))

@@ -24,39 +24,28 @@ Ray cluster, and ``--gpus-per-trial 1`` gives each trial one GPU.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import numpy as np
 import ray
-import torch
 from ray import tune
-from ray.air.integrations.mlflow import MLflowLoggerCallback
-from torch import nn
 
 from mammo_ray.cli import check_outputs, data_options, resolve_data
 from mammo_ray.config import from_dict
 from mammo_ray.contracts import SearchFile, check
 from mammo_ray.errors import ConfigError, Interrupted
-from mammo_ray.explain.circles import input_circles
-from mammo_ray.explain.lime_images import explain_images
 from mammo_ray.files import write_json_atomic
-from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig
-from mammo_ray.learn.evaluate import evaluate_and_log
 from mammo_ray.learn.models import ModelConfig, resolve_pretrained
-from mammo_ray.learn.trial import TrialArrays, trial_arrays
 from mammo_ray.preprocess.pipeline import ensure_ray
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.report.document import write_report
+from mammo_ray.search.best import finish_best
 from mammo_ray.search.interrupt import graceful_stop
 from mammo_ray.search.results import (
     best_checkpoint,
@@ -69,13 +58,14 @@ from mammo_ray.search.results import (
 from mammo_ray.search.space import BUILTIN_SPACES, SearchSettings, SearchSpace, load_search_space
 from mammo_ray.search.tune import (
     TrialEpochBudget,
+    TrialRunsCallback,
     legacy_tune_output,
     progress_reporter,
     trainable,
     trial_dirname,
     tune_objects,
 )
-from mammo_ray.tracking import TrainingRun, global_tracking_uri, tracking_uri
+from mammo_ray.tracking import TrainingRun, global_tracking_uri, tracking_uri, ui_url
 
 __all__ = ["DEFAULT_SPACE", "EXPERIMENT", "SearchOptions", "run_search"]
 
@@ -199,6 +189,7 @@ def run_search(
     print(f"\nsearch {options.name!r} done in {minutes:.1f} min: {options.out}")
     print(f"report: {options.out / 'report.md'}")
     print(f"MLflow: mlflow ui --backend-store-uri {search.uri}")
+    print(f"        then open {ui_url(search.parent.experiment_id)}")
     return summary
 
 
@@ -239,7 +230,7 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
         parent = TrainingRun(
             uri,
             experiment=EXPERIMENT,
-            run_name=f"search {options.name}",
+            run_name=options.name,
             tags={"search_space": str(space_path.resolve()), **_data_tags(data)},
         )
         parent.log_params(
@@ -311,7 +302,8 @@ def _tune(search: _Search) -> tune.ResultGrid:
                 checkpoint_score_order=settings.mode,
             ),
             callbacks=[
-                MLflowLoggerCallback(
+                TrialRunsCallback(
+                    space,
                     tracking_uri=search.uri,
                     experiment_name=EXPERIMENT,
                     save_artifact=True,
@@ -389,7 +381,15 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
     checkpoint = None if best is None else best_checkpoint(best, settings.metric, settings.mode)
     if checkpoint is not None:
         summary["best_trial"] = Path(best.path).name
-        _finish_best(search, checkpoint)
+        finish_best(
+            checkpoint,
+            search.data,
+            search.parent,
+            search.options.out,
+            explain_n=search.options.explain_n,
+            lime_samples=search.options.lime_samples,
+            seed=search.options.seed,
+        )
     summary["timings"] = search.timings | {"finish_s": time.perf_counter() - start}
     check(SearchFile, summary, out / "search.json")
     write_json_atomic(out / "search.json", summary, indent=1, default=str)
@@ -415,66 +415,6 @@ def _check_pretrained(space: SearchSpace) -> None:
     for backbone in sorted(values("model.backbone")):
         for pretrained in sorted(values("model.pretrained")):
             resolve_pretrained(ModelConfig(backbone=backbone, pretrained=pretrained))
-
-
-def _finish_best(search: _Search, checkpoint: tune.Checkpoint) -> None:
-    """Evaluate the best checkpoint once on the test split, explain test images, log to parent."""
-    out, parent = search.options.out, search.parent
-    best_dir = out / "best"
-    best_dir.mkdir(parents=True, exist_ok=True)
-    with checkpoint.as_directory() as directory:
-        shutil.copyfile(Path(directory) / "model.pt", best_dir / "model.pt")
-    model, cfg, _ = load_trained(best_dir / "model.pt")
-    arrays = trial_arrays(cfg, search.data)
-    evaluate_and_log(
-        model,
-        arrays,
-        best_dir,
-        parent,
-        title=f"best: {cfg.model.backbone}, {cfg.split.method} split, test",
-        seed=cfg.seed,
-        artifact_path="best",
-    )
-    _log_model(parent, model, cfg.input_size)
-    if search.options.explain_n > 0:
-        _explain(search, model, cfg, arrays)
-        parent.log_artifacts([out / "explain"], "explain")
-
-
-def _explain(search: _Search, model: nn.Module, cfg: TrainConfig, arrays: TrialArrays) -> None:
-    """LIME on ``explain_n`` test images, abnormal ones first (they have circles to compare
-    with), the rest drawn at random with the search's seed."""
-    options = search.options
-    test = np.asarray(arrays.split.test)
-    by_id = {r.image_id: r for r in search.data.manifest.records}
-    test_records = [by_id[arrays.image_ids[i].split("~")[0]] for i in test]
-    rng = np.random.default_rng(options.seed)
-    order = sorted(range(len(test)), key=lambda j: (not test_records[j].rois, rng.random()))
-    chosen = sorted(order[: options.explain_n])
-    records = [test_records[j] for j in chosen]
-    explain_images(
-        model,
-        arrays.images[test[chosen]],
-        records,
-        options.out / "explain",
-        num_samples=options.lime_samples,
-        seed=options.seed,
-        circles_in_input_coords=input_circles(records, cfg, search.data),
-    )
-
-
-def _log_model(parent: TrainingRun, model: nn.Module, input_size: int) -> None:
-    """Log the best model to the parent run as an MLflow model (PyTorch, torch.export format).
-
-    The input example, two normalised grayscale images (2, 1, S, S) float32, gives the model
-    signature; two rather than one keeps the exported batch dimension dynamic. Runs inside
-    :func:`~mammo_ray.tracking.global_tracking_uri` of the search's store.
-    """
-
-    example = np.zeros((2, 1, input_size, input_size), np.float32)
-    with mlflow.start_run(run_id=parent.run_id):
-        cpu_model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
-        mlflow.pytorch.log_model(cpu_model, name="best_model", input_example=example)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -253,6 +253,8 @@ def _read_base(path: Path, data: Mapping[str, Any], overrides: Sequence[str]) ->
     (dotted keys), then the ``--set`` overrides."""
     base: dict[str, Any] = {}
     if data.get("base"):
+        if not isinstance(data["base"], str):
+            raise SearchSpaceError(f"{path}: base: expected a file name, got {data['base']!r}")
         base_path = (path.parent / data["base"]).resolve()
         try:
             base = load_yaml(base_path)

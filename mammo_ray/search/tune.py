@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune import CLIReporter
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
@@ -26,10 +28,13 @@ from ray.tune.search.optuna import OptunaSearch
 from mammo_ray.config import flatten_dotted
 from mammo_ray.learn.trial import train_trial
 from mammo_ray.preprocess.prepared import PreparedData
+from mammo_ray.search.results import trial_params
 from mammo_ray.search.space import SearchSettings, SearchSpace
 
 __all__ = [
     "TrialEpochBudget",
+    "TrialRunsCallback",
+    "trial_run_name",
     "trainable",
     "PROGRESS_COLUMNS",
     "progress_reporter",
@@ -121,6 +126,39 @@ def legacy_tune_output() -> Iterator[None]:
             os.environ.pop("RAY_AIR_NEW_OUTPUT")
         else:
             os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+
+
+class TrialRunsCallback(MLflowLoggerCallback):
+    """Ray's MLflow callback (a child run per trial attempt) with readable run names.
+
+    Ray names a child run ``trainable_<trial id>``; this renames it
+    ``<trial id>: <searched values>`` (``e0c1_00002: model.backbone=resnet18, optim.lr=0.00031``)
+    so the MLflow UI's run list says what each trial tried. The ``trial_name`` tag keeps Ray's
+    name, which :func:`~mammo_ray.search.results.log_trial_checkpoints` matches on.
+    """
+
+    def __init__(self, space: SearchSpace, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.space = space
+
+    def log_trial_start(self, trial: Trial) -> None:
+        new = trial not in self._trial_runs
+        super().log_trial_start(trial)
+        if new:
+            MlflowClient(self.tracking_uri).set_tag(
+                self._trial_runs[trial], "mlflow.runName", trial_run_name(self.space, trial)
+            )
+
+
+def trial_run_name(space: SearchSpace, trial: Trial) -> str:
+    """``<trial id>: key=value, ...`` over the values searched for the trial (floats to 2
+    significant digits)."""
+    params = trial_params(space, trial.config)
+    values = ", ".join(
+        f"{key}={value:.2g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in params.items()
+    )
+    return f"{trial.trial_id}: {values}" if values else str(trial.trial_id)
 
 
 def trial_dirname(trial: Trial) -> str:

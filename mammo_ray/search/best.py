@@ -1,0 +1,104 @@
+"""The best trial of a search, once tuning is over: evaluated once on the test split, logged as
+an MLflow model, and explained with LIME on test images, all into the search's parent run."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from ray import tune
+from torch import nn
+
+from mammo_ray.explain.circles import input_circles
+from mammo_ray.explain.lime_images import explain_images
+from mammo_ray.learn.checkpoint import load_trained
+from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.evaluate import evaluate_and_log
+from mammo_ray.learn.trial import TrialArrays, trial_arrays
+from mammo_ray.preprocess.prepared import PreparedData
+from mammo_ray.tracking import TrainingRun
+
+__all__ = ["finish_best"]
+
+
+def finish_best(
+    checkpoint: tune.Checkpoint,
+    data: PreparedData,
+    parent: TrainingRun,
+    out: Path,
+    *,
+    explain_n: int,
+    lime_samples: int,
+    seed: int,
+) -> None:
+    """Copy the best checkpoint to ``out/best/model.pt``, evaluate it once on the test split,
+    log it as an MLflow model and explain ``explain_n`` test images (``out/explain``)."""
+    best_dir = out / "best"
+    best_dir.mkdir(parents=True, exist_ok=True)
+    with checkpoint.as_directory() as directory:
+        shutil.copyfile(Path(directory) / "model.pt", best_dir / "model.pt")
+    model, cfg, _ = load_trained(best_dir / "model.pt")
+    arrays = trial_arrays(cfg, data)
+    evaluate_and_log(
+        model,
+        arrays,
+        best_dir,
+        parent,
+        title=f"best: {cfg.model.backbone}, {cfg.split.method} split, test",
+        seed=cfg.seed,
+        artifact_path="best",
+    )
+    _log_model(parent, model, cfg.input_size)
+    if explain_n > 0:
+        _explain(
+            model, cfg, arrays, data, out / "explain", n=explain_n, samples=lime_samples, seed=seed
+        )
+        parent.log_artifacts([out / "explain"], "explain")
+
+
+def _explain(
+    model: nn.Module,
+    cfg: TrainConfig,
+    arrays: TrialArrays,
+    data: PreparedData,
+    out: Path,
+    *,
+    n: int,
+    samples: int,
+    seed: int,
+) -> None:
+    """LIME on ``n`` test images, abnormal ones first (they have circles to compare with), the
+    rest drawn at random with ``seed``."""
+    test = np.asarray(arrays.split.test)
+    by_id = {r.image_id: r for r in data.manifest.records}
+    test_records = [by_id[arrays.image_ids[i].split("~")[0]] for i in test]
+    rng = np.random.default_rng(seed)
+    order = sorted(range(len(test)), key=lambda j: (not test_records[j].rois, rng.random()))
+    chosen = sorted(order[:n])
+    records = [test_records[j] for j in chosen]
+    explain_images(
+        model,
+        arrays.images[test[chosen]],
+        records,
+        out,
+        num_samples=samples,
+        seed=seed,
+        circles_in_input_coords=input_circles(records, cfg, data),
+    )
+
+
+def _log_model(parent: TrainingRun, model: nn.Module, input_size: int) -> None:
+    """Log the best model to the parent run as an MLflow model (PyTorch, torch.export format).
+
+    The input example, two normalised grayscale images (2, 1, S, S) float32, gives the model
+    signature; two rather than one keeps the exported batch dimension dynamic. Runs inside
+    :func:`~mammo_ray.tracking.global_tracking_uri` of the search's store.
+    """
+    example = np.zeros((2, 1, input_size, input_size), np.float32)
+    with mlflow.start_run(run_id=parent.run_id):
+        cpu_model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
+        mlflow.pytorch.log_model(cpu_model, name="best_model", input_example=example)
