@@ -4,13 +4,16 @@ bytes. Every generated case must end in success or the project's one-line error 
 :class:`~mammo_ray.errors.MammoRayError` whose message is one line), never another exception;
 each case runs under Hypothesis's deadline, so a reader that spins fails the test.
 
-Derandomized: the same cases run on every machine, so a failure is reproducible. Case counts
-(``FUZZ_CASES``) are in the README's reliability section.
+Derandomized: the same cases run on every machine, so a failure is reproducible. With
+``MAMMO_RAY_FUZZ_EXPLORE=1`` the cases are drawn afresh each run (``--hypothesis-seed=N`` to
+repeat one), to look for new failures. Case counts (``FUZZ_CASES``) are in the README's
+reliability section.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import tempfile
 import zipfile
@@ -56,7 +59,7 @@ def fuzz(name: str) -> Callable:
     return settings(
         max_examples=FUZZ_CASES[name],
         deadline=timedelta(seconds=2),
-        derandomize=True,
+        derandomize=not os.environ.get("MAMMO_RAY_FUZZ_EXPLORE"),
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
@@ -270,6 +273,7 @@ _YAML_VALUES = st.recursive(
 @example("params: {optim.lr: {loguniform: [1, 0]}}")
 @example("search: {time_budget_s: -1, max_failures: -1}")
 @example("a: [1, 2\nb: 3")
+@example("base: null\nfixed:\n  input_size: []\n")
 def test_yaml_search_spaces(text):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "space.yaml"
@@ -296,6 +300,7 @@ _VALID_CHECKPOINT = _checkpoint_bytes()
 @given(st.one_of(_mutations(_VALID_CHECKPOINT), st.binary(max_size=512)))
 @example(b"ab")
 @example(b"hello")
+@example(_apply(_VALID_CHECKPOINT, [(198, 75)]))
 def test_checkpoint_bytes(data):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.pt"

@@ -51,6 +51,7 @@ READ_ERRORS = (
     TypeError,
     AttributeError,
     ArithmeticError,
+    AssertionError,
     struct.error,
     pickle.UnpicklingError,
     SafetensorError,
@@ -58,7 +59,7 @@ READ_ERRORS = (
 """What ``torch.load(weights_only=True)`` and safetensors raise on bytes that are not a weights
 file: torch's weights-only unpickler is a parser of untrusted input, and text or random bytes
 end in any of these (``IndexError: pop from empty list`` for a text file, ``struct.error`` for
-some random bytes)."""
+some random bytes, ``AssertionError`` for some corrupted checkpoints: found by fuzzing)."""
 
 
 def cached_weights(hub_id: str | None, hub_filename: str | None, url: str | None) -> str | None:

@@ -339,10 +339,13 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
         raise SearchSpaceError(
             f"{path}: enqueue_published: expected true or false, got {enqueue!r}"
         )
-    sizes = {base.get("input_size", 224)}
-    sizes |= {v for spec in params if spec.key == "input_size" for v in spec.values}
-    sizes |= {v for key, values in grid if key == "input_size" for v in values}
-    set_dotted(base, "preprocess.sizes", sorted(sizes))
+    sizes = [base.get("input_size", 224)]
+    sizes += [v for spec in params if spec.key == "input_size" for v in spec.values]
+    sizes += [v for key, values in grid if key == "input_size" for v in values]
+    bad = next((v for v in sizes if isinstance(v, bool) or not isinstance(v, int)), None)
+    if bad is not None:
+        raise SearchSpaceError(f"{path}: input_size: expected whole pixels, got {bad!r}")
+    set_dotted(base, "preprocess.sizes", sorted(set(sizes)))
     base_cfg = _completed_base(base, path)
     space = SearchSpace(path, base_cfg, params, grid, settings, enqueue)
     _check_configs(space)
