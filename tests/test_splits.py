@@ -12,6 +12,7 @@ from mammo_ray.errors import ConfigError
 from mammo_ray.learn.splits import (
     Split,
     SplitConfig,
+    cross_validation,
     kfold_splits,
     leakage_report,
     make_split,
@@ -260,6 +261,9 @@ def test_split_rejects_inconsistent_parts(fields, message):
         ({"train": 0.1, "val": 0.1, "test": 0.8}, "fewer than 2 patient folds"),
         ({"train": 0.2, "val": 0.7, "test": 0.1}, "val: 0.7 leaves fewer than 2"),
         ({"method": "image"}, "is not one of"),
+        ({"method": "cv", "folds": 1}, r"folds: expected an integer >= 2, got 1"),
+        ({"method": "cv", "repeats": 0}, r"repeats: expected an integer >= 1, got 0"),
+        ({"method": "patient", "train": 0.8, "val": 0.2, "test": 0.0}, "test: fraction"),
         ({"seed": 1.5}, "expected an integer"),
     ],
 )
@@ -271,3 +275,68 @@ def test_bad_split_config_is_a_config_error(data, message):
 def test_paper_method_accepts_fractions_the_patient_method_cannot_fold():
     cfg = from_dict(SplitConfig, {"method": "paper", "train": 0.1, "val": 0.1, "test": 0.8})
     assert cfg.test == 0.8
+
+
+# --- cross-validation (split.method: cv) -------------------------------------------------------
+
+
+CV = SplitConfig(method="cv")
+
+
+@pytest.mark.parametrize("test", [0.2, 0.0])
+def test_cv_folds_keep_patients_apart_and_predict_every_image_once(test):
+    labels, patients, _ = _mias_like()
+    cfg = SplitConfig(method="cv", train=0.8 * (1 - test), val=0.2 * (1 - test), test=test)
+    cv = cross_validation(labels, patients, cfg)
+    assert len(cv.folds) == 5 and all(f.method == "cv" and not f.leaky for f in cv.folds)
+    outer = {patients[i] for i in cv.test}
+    assert (len(cv.test) > 0) == (test > 0)
+    held_out = [{patients[i] for i in fold.test} for fold in cv.folds]
+    for k, fold in enumerate(cv.folds):
+        train, val, own = _patients_by_part(fold, patients)
+        assert not (train & val or train & own or val & own), "a patient on two sides of a fold"
+        assert not (outer & (train | val | own)), "an outer test patient inside the folds"
+        assert all(not (held_out[k] & held_out[j]) for j in range(5) if j != k)
+    oof = cv.out_of_fold()
+    assert sorted(oof + cv.test) == list(range(len(labels))), "every image once, in or out"
+    assert len(set(oof)) == len(oof)
+
+
+def test_cv_folds_are_stratified_within_one_image_per_abnormal_class():
+    """StratifiedGroupKFold keeps each abnormal class within one image across folds; normal
+    films, moving with their patient's other film, vary a little more."""
+    labels, patients, _ = _mias_like()
+    cv = cross_validation(labels, patients, CV)
+    counts = np.array(
+        [[sum(labels[i] == c for i in fold.test) for c in ("mass", "calc", "normal")]
+         for fold in cv.folds]
+    )  # fmt: skip
+    spread = counts.max(axis=0) - counts.min(axis=0)
+    assert spread[0] <= 1 and spread[1] <= 1 and spread[2] <= 6, counts
+
+
+def test_cv_repeats_reshuffle_the_folds_but_keep_the_outer_test_part():
+    labels, patients, _ = _mias_like()
+    cv = cross_validation(labels, patients, SplitConfig(method="cv", folds=3, repeats=2))
+    assert len(cv.folds) == 6 and cv.out_of_fold(0) == cv.out_of_fold(1)
+    first = [frozenset(f.test) for f in cv.folds[:3]]
+    second = [frozenset(f.test) for f in cv.folds[3:]]
+    assert set(first) != set(second)
+    assert cross_validation(labels, patients, CV) == cross_validation(labels, patients, CV)
+    assert (
+        cross_validation(labels, patients, CV).test
+        == make_split(labels, patients, SplitConfig()).test
+    ), "the outer test part is the patient split's test part"
+
+
+def test_cv_config_cannot_make_one_split_and_needs_enough_patients():
+    labels, patients, _ = _mias_like()
+    with pytest.raises(ValueError, match="method cv makes folds, not one split"):
+        make_split(labels, patients, CV)
+    with pytest.raises(ValueError, match="needs split.method=cv"):
+        cross_validation(labels, patients, SplitConfig())
+    few = ["calc"] * 4 + ["normal"] * 16
+    with pytest.raises(ValueError, match="class 'calc' has films of only 2 patient"):
+        cross_validation(
+            few, [i // 2 for i in range(20)], SplitConfig(method="cv", test=0.0, train=0.8, val=0.2)
+        )

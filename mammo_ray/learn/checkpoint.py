@@ -22,6 +22,7 @@ from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CheckpointError, ConfigError
 from mammo_ray.files import atomic_path
 from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.inference import select_device
 from mammo_ray.learn.models import (
     ModelConfig,
@@ -55,6 +56,8 @@ class Checkpoint:
     preprocess_key : key of the preprocessing cache the model was trained on.
     package_version : ``mammo_ray.__version__`` of the writer.
     metrics : plain-data metrics at save time, or None.
+    members : 1 for one model; ``k > 1`` for a :class:`~mammo_ray.learn.ensemble.FoldEnsemble`
+        of ``k`` models of ``config["model"]``'s architecture.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -63,6 +66,7 @@ class Checkpoint:
     preprocess_key: str
     package_version: str
     metrics: dict[str, Any] | None
+    members: int = 1
 
 
 def save_checkpoint(
@@ -93,6 +97,7 @@ def save_checkpoint(
         raise TypeError(f"save_checkpoint: labels must be a list of strings, got {labels!r}")
     model = getattr(model, "_orig_mod", model)
     payload = {
+        "members": len(model.members) if isinstance(model, FoldEnsemble) else 1,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": _plain_data(config, "config"),
         "labels": list(labels),
@@ -145,7 +150,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise CheckpointError(f"{path}: not a mammo_ray checkpoint (no {key!r})")
         if not check(data[key]):
             raise CheckpointError(f"{path}: checkpoint field {key!r} has the wrong type")
-    return Checkpoint(**{key: data[key] for key in checks})
+    members = data.get("members", 1)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise CheckpointError(f"{path}: checkpoint field 'members' has the wrong type")
+    return Checkpoint(**{key: data[key] for key in checks}, members=members)
 
 
 def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Module:
@@ -167,16 +175,23 @@ def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Mo
         cfg = from_dict(ModelConfig, {**section, "pretrained": "none"}, where=f"{source}: model")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
-    model = build_model(cfg, num_classes=len(ckpt.labels))
+    model: nn.Module = build_model(cfg, num_classes=len(ckpt.labels))
+    if ckpt.members > 1:
+        others = [build_model(cfg, num_classes=len(ckpt.labels)) for _ in range(ckpt.members - 1)]
+        model = FoldEnsemble([model, *others])
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     mismatch = first_mismatch(expected, ckpt.state_dict)
     if mismatch is not None:
         raise CheckpointError(
-            f"{source}: state dict does not fit {cfg.backbone} with "
+            f"{source}: state dict does not fit {_architecture(cfg.backbone, ckpt.members)} with "
             f"{len(ckpt.labels)} classes: {mismatch}"
         )
     model.load_state_dict(ckpt.state_dict, strict=True)
     return model.eval()
+
+
+def _architecture(backbone: str, members: int) -> str:
+    return backbone if members == 1 else f"an ensemble of {members} {backbone}"
 
 
 def _plain_data(value: Mapping[str, Any], field: str) -> dict[str, Any]:

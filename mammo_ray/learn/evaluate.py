@@ -34,6 +34,8 @@ from mammo_ray.tracking import TrainingRun
 
 __all__ = [
     "evaluate_arrays",
+    "predict_images",
+    "write_evaluation",
     "evaluate_test_split",
     "evaluate_and_log",
     "evaluate_checkpoint",
@@ -54,14 +56,34 @@ def evaluate_arrays(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Predict ``images`` (N, S, S) uint8, write the three evaluation files, return the metrics."""
+    proba = predict_images(model, images)
+    return write_evaluation(proba, labels, image_ids, patient_ids, out_dir, title=title, seed=seed)
 
+
+def predict_images(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, C) of uint8 images (N, S, S) on the model's device (autocast
+    where that device supports it)."""
     device = next(model.parameters()).device
-    proba = predict(
+    return predict(
         model,
         torch.from_numpy(np.ascontiguousarray(images)),
         device=device,
         amp_dtype=autocast_dtype("auto", device),
     )
+
+
+def write_evaluation(
+    proba: np.ndarray,
+    labels: np.ndarray,
+    image_ids: Sequence[str],
+    patient_ids: np.ndarray,
+    out_dir: str | Path,
+    *,
+    title: str = "Confusion matrix",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """From class probabilities (N, C): ``metrics.json`` (patient-bootstrap CIs),
+    ``predictions.csv`` and ``confusion_matrix.png`` in ``out_dir``; returns the metrics."""
     pred = proba.argmax(1)
     metrics = classification_metrics(
         labels.tolist(), pred.tolist(), proba, list(LABELS), groups=patient_ids.tolist(), seed=seed

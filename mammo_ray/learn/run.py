@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,12 +25,15 @@ from tqdm import tqdm
 from mammo_ray.cli import check_outputs, data_options, resolve_data, text_table
 from mammo_ray.config import apply_overrides, from_dict, to_dict
 from mammo_ray.contracts import AuditFile, check
+from mammo_ray.errors import ConfigError
 from mammo_ray.files import write_json_atomic, write_text_atomic
+from mammo_ray.learn.best_epoch import keep_best_epoch
 from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig, load_train_config
+from mammo_ray.learn.cv import format_cross_validation, run_cross_validation
 from mammo_ray.learn.evaluate import evaluate_and_log
 from mammo_ray.learn.splits import leakage_report, write_split
-from mammo_ray.learn.trial import EpochCallback, TrialArrays, improves, train_trial, trial_arrays
+from mammo_ray.learn.trial import TrialArrays, train_trial, trial_arrays
 from mammo_ray.plots import plot_training_curves
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.tracking import TrainingRun, tracking_uri
@@ -80,7 +82,7 @@ def run_training(
             disable=not progress,
             file=sys.stderr,
         ) as bar:
-            result = train_trial(config, data, _keep_best_epoch(cfg, out / "model.pt", run, bar))
+            result = train_trial(config, data, keep_best_epoch(cfg, out / "model.pt", run, bar))
         plot_training_curves(result["history"], out / "curves.png")
         metrics = evaluate_and_log(
             load_trained(out / "model.pt").model,
@@ -107,28 +109,6 @@ def run_training(
         run.log_artifacts([out / name for name in _RUN_FILES])
         run.log_artifacts([out / "model.pt"], artifact_path="model")
     return summary
-
-
-def _keep_best_epoch(cfg: TrainConfig, path: Path, run: TrainingRun, bar: tqdm) -> EpochCallback:
-    """The epoch callback of a training run: log the epoch's metrics to ``run``, copy the
-    checkpoint to ``path`` when the selection metric improves, advance the progress bar."""
-    key = f"val_{cfg.selection_metric}"
-    kept: list[float] = []
-
-    def on_epoch(metrics: dict[str, Any], checkpoint: str | None) -> None:
-        run.log_metrics(metrics, step=metrics["epoch"])
-        if checkpoint and improves(cfg.selection_metric, metrics[key], kept[-1] if kept else None):
-            kept.append(metrics[key])
-            shutil.copyfile(checkpoint, path)
-        bar.set_postfix(
-            loss=f"{metrics['train_loss']:.3f}",
-            val_acc=f"{metrics['val_accuracy']:.3f}",
-            val_bacc=f"{metrics['val_balanced_accuracy']:.3f}",
-            img_s=f"{metrics['images_per_s']:.0f}",
-        )
-        bar.update(1)
-
-    return on_epoch
 
 
 def _leakage(arrays: TrialArrays) -> dict[str, Any]:
@@ -235,11 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mammo_ray.train",
         description="Train one configuration (e.g. search_spaces/published.yaml) and evaluate its "
-        "best epoch once on the held-out test split; or run the leakage audit ('audit').",
+        "best epoch once on the held-out test split; or cross-validate it by patient ('cv': a "
+        "model per fold, out-of-fold metrics with 95%% CIs, the fold ensemble evaluated on the "
+        "outer test part); or run the leakage audit ('audit').",
         parents=[data_options()],
     )
     parser.add_argument(
-        "command", nargs="?", choices=["audit"], help="'audit': compare split protocols"
+        "command",
+        nargs="?",
+        choices=["cv", "audit"],
+        help="'cv': patient-level k-fold cross-validation; 'audit': compare split protocols",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="cv: number of folds (default: split.folds, 5)",
     )
     parser.add_argument("--config", help="training config YAML (default: built-in defaults)")
     parser.add_argument(
@@ -267,7 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_outputs(args)
-    cfg = load_train_config(args.config, args.set, args.epochs)
+    overrides = list(args.set)
+    if args.command == "cv":
+        overrides += ["split.method=cv", *([f"split.folds={args.folds}"] if args.folds else [])]
+    elif args.folds is not None:
+        raise ConfigError("--folds is for 'train cv'")
+    cfg = load_train_config(args.config, overrides, args.epochs)
     progress = not args.quiet
     data = prepare_data(
         cfg.preprocess,
@@ -277,6 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         address=args.address,
         progress=progress,
     )
+    if args.command == "cv":
+        print(
+            format_cross_validation(
+                run_cross_validation(
+                    cfg, data, args.out, mlflow_uri=args.mlflow_uri, progress=progress
+                )
+            )
+        )
+        print(f"written: {Path(args.out).resolve()}")
+        return 0
     if args.command == "audit":
         rows = run_audit(
             cfg,

@@ -7,7 +7,7 @@ measures recall of patients, not generalisation (Samala et al., "Hazards of data
 machine learning: a study on classification of breast cancer using deep neural networks",
 SPIE Medical Imaging 2020).
 
-Two methods:
+Three methods:
 
 * ``patient`` (default) — stratified by label and grouped by patient with scikit-learn's
   :class:`~sklearn.model_selection.StratifiedGroupKFold`. The test part is the first of
@@ -19,6 +19,13 @@ Two methods:
   images for validation), stratified by label with
   :func:`~sklearn.model_selection.train_test_split`. It is kept to reproduce the published
   protocol and is always marked ``leaky``.
+* ``cv`` — patient-level k-fold cross-validation (:func:`cross_validation`), nnU-Net's answer
+  to small data: an outer test part (``test``, the first of ``round(1 / test)`` patient folds,
+  or nothing with ``test: 0``) is set aside; the rest is cut into ``folds`` stratified,
+  patient-grouped folds (``repeats`` times, each with its own shuffle), and fold ``k`` trains
+  on the other folds (minus an inner validation part of ``val / (train + val)`` of them, for
+  early stopping) and predicts its own fold, so every image is predicted out of fold once per
+  repeat.
 
 A :class:`Split` stores sorted indices into the record list; on disk it is written with image
 ids so that a split file is readable and survives a change of record order
@@ -45,7 +52,9 @@ __all__ = [
     "SplitMethod",
     "SplitConfig",
     "Split",
+    "CrossValidation",
     "make_split",
+    "cross_validation",
     "kfold_splits",
     "leakage_report",
     "write_split",
@@ -53,10 +62,10 @@ __all__ = [
 ]
 
 
-SplitMethod = Literal["patient", "paper"]
+SplitMethod = Literal["patient", "paper", "cv"]
 
 
-_METHODS = ("patient", "paper")
+_METHODS = ("patient", "paper", "cv")
 
 
 _PARTS = ("train", "val", "test")
@@ -68,9 +77,14 @@ class SplitConfig:
 
     Attributes
     ----------
-    method : ``"patient"`` (grouped by patient, the default) or ``"paper"`` (image-level, leaky).
-    train, val, test : fractions of the data, each in (0, 1), summing to 1 within 1e-6.
+    method : ``"patient"`` (grouped by patient, the default), ``"paper"`` (image-level, leaky)
+        or ``"cv"`` (patient-level k-fold cross-validation, :func:`cross_validation`).
+    train, val, test : fractions of the data, each in (0, 1), summing to 1 within 1e-6; with
+        ``cv``, ``test`` may be 0 (cross-validate everything) and ``val / (train + val)`` is the
+        inner validation part of each fold's training folds.
     seed : seed of the shuffles; the same seed gives the same split.
+    folds, repeats : with ``cv``, the number of folds (at least 2) and of repeated fold
+        assignments (at least 1).
     """
 
     method: SplitMethod = "patient"
@@ -78,12 +92,20 @@ class SplitConfig:
     val: float = 0.16
     test: float = 0.20
     seed: int = 0
+    folds: int = 5
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
             raise ValueError(f"method: {self.method!r} is not one of {', '.join(_METHODS)}")
+        for name, least in (("folds", 2), ("repeats", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
         for name in _PARTS:
             value = getattr(self, name)
+            if name == "test" and self.method == "cv" and value == 0:
+                continue
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name}: fraction must be in (0, 1), got {value}")
         total = self.train + self.val + self.test
@@ -92,8 +114,8 @@ class SplitConfig:
                 f"train + val + test must be 1, got "
                 f"{self.train} + {self.val} + {self.test} = {total:.6g}"
             )
-        if self.method == "patient":
-            if round(1.0 / self.test) < 2:
+        if self.method != "paper":
+            if self.test > 0 and round(1.0 / self.test) < 2:
                 raise ValueError(
                     f"test: {self.test} leaves fewer than 2 patient folds (1 / test < 1.5)"
                 )
@@ -206,6 +228,8 @@ def make_split(labels: Sequence[str], patient_ids: Sequence[int], cfg: SplitConf
         (``paper``) to appear in every part.
     """
     y, groups, names = _encode(labels, patient_ids)
+    if cfg.method == "cv":
+        raise ValueError("method cv makes folds, not one split: train it with 'train cv'")
     if cfg.method == "paper":
         return _paper_split(y, names, cfg)
     everything = np.arange(y.size)
@@ -247,6 +271,73 @@ def kfold_splits(
         train, val = _first_group_fold(rest, y, groups, names, n_val_folds, seed, "validation")
         splits.append(_build_split("patient", train, val, test, y, names, seed))
     return splits
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """The folds of a ``cv`` split and the outer test part they leave aside.
+
+    Attributes
+    ----------
+    test : sorted record indices of the outer test part (empty with ``test: 0``).
+    folds : one :class:`Split` per (repeat, fold), repeat-major: fold ``k`` of repeat ``r`` is
+        ``folds[r * n_folds + k]``; its ``test`` part is the fold it predicts out of fold.
+    n_folds, repeats : as configured.
+    """
+
+    test: tuple[int, ...]
+    folds: tuple[Split, ...]
+    n_folds: int
+    repeats: int
+
+    def out_of_fold(self, repeat: int = 0) -> tuple[int, ...]:
+        """Every cross-validated record once: the union of one repeat's held-out folds."""
+        folds = self.folds[repeat * self.n_folds : (repeat + 1) * self.n_folds]
+        return tuple(sorted(i for split in folds for i in split.test))
+
+
+def cross_validation(
+    labels: Sequence[str], patient_ids: Sequence[int], cfg: SplitConfig
+) -> CrossValidation:
+    """Patient-level ``cfg.folds``-fold cross-validation, ``cfg.repeats`` times, of the records
+    outside the outer test part (see the module notes on ``cv``).
+
+    Repeat ``r`` shuffles with seed ``cfg.seed + r``; the outer test part is the first of
+    ``round(1 / cfg.test)`` stratified patient folds with ``cfg.seed``, as for ``patient``.
+
+    Raises
+    ------
+    ValueError : ``cfg.method`` is not ``cv``, or a class has too few patients for the folds.
+    """
+    if cfg.method != "cv":
+        raise ValueError(f"cross_validation needs split.method=cv, got {cfg.method!r}")
+    y, groups, names = _encode(labels, patient_ids)
+    everything = np.arange(y.size)
+    if cfg.test > 0:
+        rest, test = _first_group_fold(
+            everything, y, groups, names, round(1.0 / cfg.test), cfg.seed, "test"
+        )
+    else:
+        rest, test = everything, everything[:0]
+    rest = np.sort(rest)
+    inner_val = cfg.val / (cfg.train + cfg.val)
+    folds = []
+    for repeat in range(cfg.repeats):
+        for split in kfold_splits(
+            [names[code] for code in y[rest]],
+            groups[rest].tolist(),
+            cfg.folds,
+            cfg.seed + repeat,
+            inner_val,
+        ):
+            parts = {name: rest[list(getattr(split, name))] for name in _PARTS}
+            folds.append(_build_split("cv", **parts, y=y, names=names, seed=cfg.seed + repeat))
+    return CrossValidation(
+        test=tuple(int(i) for i in np.sort(test)),
+        folds=tuple(folds),
+        n_folds=cfg.folds,
+        repeats=cfg.repeats,
+    )
 
 
 def leakage_report(split: Split, patient_ids: Sequence[int]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from mammo_ray.learn.checkpoint import save_checkpoint
 from mammo_ray.learn.config import OptimConfig, TrainConfig
 from mammo_ray.learn.inference import autocast_dtype, cpu_threads, predict, select_device
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD, build_model
-from mammo_ray.learn.splits import Split, make_split
+from mammo_ray.learn.splits import Split, cross_validation, make_split
 from mammo_ray.preprocess.prepared import PreparedData
 
 __all__ = [
@@ -82,15 +82,19 @@ class TrialArrays:
     split: Split
 
 
-def trial_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
+def trial_arrays(cfg: TrainConfig, data: PreparedData, fold: int | None = None) -> TrialArrays:
     """Pick the configured input array and split it; for the audit's leaky arm, copy first.
+
+    With ``split.method: cv``, ``fold`` picks the fold (``repeat * folds + k``) whose split
+    this is: its ``test`` part is the fold predicted out of fold.
 
     Raises
     ------
     CacheError
         When the cache lacks ``cfg.input_array`` (it was built for other sizes).
     ConfigError
-        When the split is impossible (a class too small for the fractions).
+        When the split is impossible (a class too small for the fractions), or ``fold`` is
+        missing (cv) or given (another method) or out of range.
     """
     images, labels = data.array(cfg.input_array), data.labels
     patients, image_ids = data.patient_ids, list(data.image_ids)
@@ -102,11 +106,27 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
         image_ids = [
             image_ids[s] if i < n else f"{image_ids[s]}~copy{i // n}" for i, s in enumerate(source)
         ]
+    return TrialArrays(
+        images, labels, patients, image_ids, source, _split(cfg, labels, patients, fold)
+    )
+
+
+def _split(cfg: TrainConfig, labels: np.ndarray, patients: np.ndarray, fold: int | None) -> Split:
+    """The split of one training: the configured one, or fold ``fold`` of a ``cv`` split."""
+    names = [LABELS[i] for i in labels]
+    cv = cfg.split.method == "cv"
+    if cv != (fold is not None):
+        need = "a fold number (train it with 'train cv')" if cv else "no fold number"
+        raise ConfigError(f"split ({cfg.split.method}): needs {need}")
     try:
-        split = make_split([LABELS[i] for i in labels], patients.tolist(), cfg.split)
+        if not cv:
+            return make_split(names, patients.tolist(), cfg.split)
+        folds = cross_validation(names, patients.tolist(), cfg.split).folds
     except ValueError as exc:
         raise ConfigError(f"split ({cfg.split.method}): {exc}") from None
-    return TrialArrays(images, labels, patients, image_ids, source, split)
+    if not 0 <= fold < len(folds):
+        raise ConfigError(f"split (cv): fold {fold} is not one of 0..{len(folds) - 1}")
+    return folds[fold]
 
 
 def _optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -273,9 +293,10 @@ def _trial_tensors(
 
 
 def train_trial(
-    config: dict[str, Any], data: PreparedData, on_epoch: EpochCallback
+    config: dict[str, Any], data: PreparedData, on_epoch: EpochCallback, fold: int | None = None
 ) -> dict[str, Any]:
-    """Train one configuration; report each epoch's validation metrics with a checkpoint.
+    """Train one configuration (fold ``fold`` of a ``cv`` split: :func:`trial_arrays`); report
+    each epoch's validation metrics with a checkpoint.
 
     ``on_epoch(metrics, checkpoint_path)``: metrics hold ``epoch``, ``train_loss``,
     ``train_accuracy``, ``val_*`` (see :func:`validation_metrics`), ``images_per_s`` (training
@@ -304,7 +325,7 @@ def train_trial(
     else:
         torch.backends.cudnn.benchmark = True
     amp_dtype = autocast_dtype(cfg.precision, device)
-    arrays = trial_arrays(cfg, data)
+    arrays = trial_arrays(cfg, data, fold)
     x_train, y_train, train_labels, x_val, y_val = _trial_tensors(cfg, arrays, device)
     fitter = _Fitter.build(cfg, train_labels, device, amp_dtype)
     key = f"val_{cfg.selection_metric}"
