@@ -16,6 +16,7 @@ from torch import nn
 from mammo_ray.cli import run_cli
 from mammo_ray.config import to_dict
 from mammo_ray.data.mias_info import LABELS
+from mammo_ray.explain.command import main as explain_main
 from mammo_ray.learn.checkpoint import load_checkpoint, load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.cv import FoldResult, fold_summary, normal_vs_abnormal_auc
@@ -170,3 +171,15 @@ def test_train_cv_runs_on_the_mias_subset(ray_local, mias_dev_path, tmp_path, ca
     assert "outer test: n=52" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["out_of_fold"]["n"] + summary["test"]["n"] == 258
+
+
+def test_explain_takes_the_fold_ensemble_like_one_model(synthetic_cv, tmp_path):
+    out, _ = synthetic_cv
+    argv = [
+        "--checkpoint", str(out / "model.pt"), "--data", str(out.parent / "mias.tar.gz"),
+        "--cache", str(out.parent / "cache"), "--images", "mdb001", "--num-samples", "20",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert run_cli(explain_main, argv) == 0
+    lime = json.loads((tmp_path / "lime.json").read_text())
+    assert [image["image_id"] for image in lime["images"]] == ["mdb001"]
