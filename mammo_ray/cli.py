@@ -6,17 +6,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
 from mammo_ray.errors import ConfigError, MammoRayError
 from mammo_ray.files import check_writable_dir, check_writable_file
+from mammo_ray.process import signal_handlers
 
 __all__ = [
     "DATA_ENV",
@@ -120,7 +119,7 @@ def run_cli(
     :class:`~mammo_ray.errors.Interrupted`) and 130. Other exceptions propagate with their
     traceback: they are bugs, not bad input.
     """
-    with _sigterm_as_interrupt():
+    with signal_handlers({signal.SIGTERM: _interrupt}):
         try:
             return int(main(argv) or 0)
         except MammoRayError as exc:
@@ -131,18 +130,6 @@ def run_cli(
             return 130
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`KeyboardInterrupt` for the block (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C: a :class:`KeyboardInterrupt` in the main thread."""
+    raise KeyboardInterrupt

@@ -10,6 +10,7 @@ import pytest
 import mammo_ray.cli
 import mammo_ray.config
 import mammo_ray.files
+import mammo_ray.process
 from mammo_ray.files import atomic_path, write_json_atomic, write_text_atomic
 
 
@@ -40,7 +41,9 @@ def test_json_that_cannot_be_serialised_writes_nothing(tmp_path):
     assert path.read_text() == '{\n  "n": 3\n}'
 
 
-@pytest.mark.parametrize("module", [mammo_ray.cli, mammo_ray.config, mammo_ray.files])
+@pytest.mark.parametrize(
+    "module", [mammo_ray.cli, mammo_ray.config, mammo_ray.files, mammo_ray.process]
+)
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -110,6 +110,15 @@ class TrainConfig:
         return self.split.method == "paper" or self.augment_before_split
 
     @property
+    def tags(self) -> dict[str, str]:
+        """MLflow tags of a run of this config: ``split``, ``leaky`` and ``backbone``."""
+        return {
+            "split": self.split.method,
+            "leaky": str(self.leaky).lower(),
+            "backbone": self.model.backbone,
+        }
+
+    @property
     def input_array(self) -> str:
         """Name of the cached array the model reads, e.g. ``segmented_224``."""
         kind = "segmented" if self.segmentation else "enhanced"

@@ -23,7 +23,6 @@ Outputs under ``--out``::
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.evaluate import predict_images, write_evaluation
-from mammo_ray.learn.splits import cross_validation
+from mammo_ray.learn.splits import CrossValidation, cross_validation
 from mammo_ray.learn.trial import TrialArrays, train_trial, trial_arrays, validation_metrics
 from mammo_ray.plots import plot_training_curves
 from mammo_ray.preprocess.prepared import PreparedData
@@ -100,20 +99,21 @@ def run_cross_validation(
     config = to_dict(cfg)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     arrays = trial_arrays(cfg, data, 0)
-    outer_test = _write_folds(out / "folds.json", cfg, arrays)
-    tags = {
-        "dataset_fingerprint": data.manifest.fingerprint,
-        "preprocess_key": data.manifest.key,
-        "split": "cv",
-        "leaky": "false",
-        "backbone": cfg.model.backbone,
-    }
+    cv = cross_validation(
+        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
+    )
+    _write_folds(out / "folds.json", cv, arrays.image_ids)
+    tags = data.identity | cfg.tags
     uri = tracking_uri(out, mlflow_uri)
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
         run.log_params(config)
-        n_runs = cfg.split.folds * cfg.split.repeats
-        folds = [_train_fold(cfg, data, k, n_runs, out, run, tags, progress) for k in range(n_runs)]
-        summary = _summarise(cfg, data, arrays, folds, outer_test, out, run)
+        folds = [
+            _train_fold(
+                cfg, data, arrays, cv, k, out, _FoldRun(uri, experiment, run, tags, progress)
+            )
+            for k in range(len(cv.folds))
+        ]
+        summary = _summarise(cfg, data, arrays, folds, np.asarray(cv.test, np.int64), out, run)
         summary["mlflow"] = {"uri": uri, "run_id": run.run_id}
         write_json_atomic(out / "summary.json", summary)
         run.log_artifacts([out / n for n in ("config.yaml", "folds.json", "summary.json")])
@@ -123,13 +123,8 @@ def run_cross_validation(
     return summary
 
 
-def _write_folds(path: Path, cfg: TrainConfig, arrays: TrialArrays) -> np.ndarray:
-    """``folds.json``: the image ids of the outer test part and of every fold's parts; returns
-    the outer test rows."""
-    cv = cross_validation(
-        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
-    )
-    ids = arrays.image_ids
+def _write_folds(path: Path, cv: CrossValidation, ids: list[str]) -> None:
+    """``folds.json``: the image ids of the outer test part and of every fold's parts."""
     write_json_atomic(
         path,
         {
@@ -141,34 +136,43 @@ def _write_folds(path: Path, cfg: TrainConfig, arrays: TrialArrays) -> np.ndarra
         },
         indent=1,
     )
-    return np.asarray(cv.test, dtype=np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FoldRun:
+    """Where a fold's nested MLflow run goes, and whether it shows a progress bar."""
+
+    uri: str
+    experiment: str
+    parent: TrainingRun
+    tags: dict[str, str]
+    progress: bool
 
 
 def _train_fold(
     cfg: TrainConfig,
     data: PreparedData,
+    arrays: TrialArrays,
+    cv: CrossValidation,
     k: int,
-    n_runs: int,
     out: Path,
-    parent: TrainingRun,
-    tags: dict[str, str],
-    progress: bool,
+    where: _FoldRun,
 ) -> FoldResult:
     """Train fold ``k`` (a nested MLflow run), keep its best epoch, predict its held-out part."""
     fold_dir = out / f"fold_{k}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     with TrainingRun(
-        parent.client.tracking_uri,
-        experiment=parent.client.get_experiment(parent.experiment_id).name,
+        where.uri,
+        experiment=where.experiment,
         run_name=f"fold {k}",
-        tags=tags | {"fold": str(k)},
-        parent_run_id=parent.run_id,
+        tags=where.tags | {"fold": str(k)},
+        parent_run_id=where.parent.run_id,
     ) as run:
         with tqdm(
             total=cfg.epochs,
             unit="epoch",
-            desc=f"fold {k + 1}/{n_runs}",
-            disable=not progress,
+            desc=f"fold {k + 1}/{len(cv.folds)}",
+            disable=not where.progress,
             file=sys.stderr,
         ) as bar:
             result = train_trial(
@@ -176,8 +180,7 @@ def _train_fold(
             )
         plot_training_curves(result["history"], fold_dir / "curves.png")
         model = load_trained(fold_dir / "model.pt").model
-        arrays = trial_arrays(cfg, data, k)
-        rows = np.asarray(arrays.split.test, dtype=np.int64)
+        rows = np.asarray(cv.folds[k].test, dtype=np.int64)
         proba = predict_images(model, arrays.images[rows])
         metrics = validation_metrics(proba, arrays.labels[rows])
         run.log_metrics({f"heldout_{key}": value for key, value in metrics.items()})
@@ -233,13 +236,8 @@ def _summarise(
 ) -> dict[str, Any]:
     """Out-of-fold evaluation, the ensemble checkpoint and its outer test evaluation."""
     rows, proba = _out_of_fold(folds, len(arrays.labels))
-    evaluate = {
-        "labels": arrays.labels,
-        "image_ids": arrays.image_ids,
-        "patient_ids": arrays.patient_ids,
-    }
-    oof = _evaluation(evaluate, rows, proba, out / "oof", f"{cfg.model.backbone}, out of fold", cfg)
-    ensemble = FoldEnsemble([f.model for f in folds]) if len(folds) > 1 else folds[0].model
+    oof = _evaluation(arrays, rows, proba, out / "oof", f"{cfg.model.backbone}, out of fold", cfg)
+    ensemble = FoldEnsemble([f.model for f in folds])
     save_checkpoint(
         out / "model.pt",
         ensemble,
@@ -251,7 +249,7 @@ def _summarise(
     if outer_test.size:
         test_proba = predict_images(ensemble, arrays.images[outer_test])
         title = f"{cfg.model.backbone}, fold ensemble, outer test"
-        test = _evaluation(evaluate, outer_test, test_proba, out / "test", title, cfg)
+        test = _evaluation(arrays, outer_test, test_proba, out / "test", title, cfg)
     summary = {
         "split": "cv",
         "folds": cfg.split.folds,
@@ -266,11 +264,11 @@ def _summarise(
         | {f"cv_sd_{k}": v for k, v in summary["cross_validation"]["sd"].items()}
         | ({f"test_{k}": test[k] for k in FOLD_MEASURES} if test else {})
     )
-    return json.loads(json.dumps(summary))
+    return summary
 
 
 def _evaluation(
-    arrays: dict[str, Any],
+    arrays: TrialArrays,
     rows: np.ndarray,
     proba: np.ndarray,
     out_dir: Path,
@@ -279,12 +277,12 @@ def _evaluation(
 ) -> dict[str, Any]:
     """:func:`write_evaluation` of ``rows``; the headline figures with their CIs, per-class
     recall and the normal-vs-abnormal AUC."""
-    labels = arrays["labels"][rows]
+    labels = arrays.labels[rows]
     metrics = write_evaluation(
         proba,
         labels,
-        [arrays["image_ids"][i] for i in rows],
-        arrays["patient_ids"][rows],
+        [arrays.image_ids[i] for i in rows],
+        arrays.patient_ids[rows],
         out_dir,
         title=title,
         seed=cfg.seed,

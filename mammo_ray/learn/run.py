@@ -65,13 +65,7 @@ def run_training(
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     arrays = trial_arrays(cfg, data)
     write_split(out / "split.json", arrays.split, arrays.image_ids)
-    tags = {
-        "dataset_fingerprint": data.manifest.fingerprint,
-        "preprocess_key": data.manifest.key,
-        "split": cfg.split.method,
-        "leaky": str(cfg.leaky).lower(),
-        "backbone": cfg.model.backbone,
-    }
+    tags = data.identity | cfg.tags
     uri = tracking_uri(out, mlflow_uri)
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
         run.log_params(config)

@@ -47,6 +47,14 @@ class PreparedData:
                 )
 
     @property
+    def identity(self) -> dict[str, str]:
+        """What names the data a run saw (MLflow tags): the dataset fingerprint, the cache key."""
+        return {
+            "dataset_fingerprint": self.manifest.fingerprint,
+            "preprocess_key": self.manifest.key,
+        }
+
+    @property
     def labels(self) -> np.ndarray:
         """(N,) int64 class index of each record into :data:`~mammo_ray.data.mias_info.LABELS`."""
         index = {name: i for i, name in enumerate(LABELS)}

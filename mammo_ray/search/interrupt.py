@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from types import FrameType
+
+from mammo_ray.process import environment, signal_handlers
 
 __all__ = ["Interruption", "graceful_stop"]
 
 _TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 @dataclasses.dataclass
@@ -44,9 +43,6 @@ def graceful_stop(message: str) -> Iterator[Interruption]:
     Only the main thread can own signal handlers; elsewhere the block runs unguarded.
     """
     state = Interruption()
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if state.requested:
@@ -58,19 +54,6 @@ def graceful_stop(message: str) -> Iterator[Interruption]:
         print(message, file=sys.stderr, flush=True)
         tune_stop(signal.SIGUSR1, frame)
 
-    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
-    previous_env = os.environ.get(_TUNE_SIGINT_ENV)
-    os.environ[_TUNE_SIGINT_ENV] = "1"
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
+    handlers = {signal.SIGUSR1: signal.SIG_IGN, signal.SIGINT: on_signal, signal.SIGTERM: on_signal}
+    with environment(**{_TUNE_SIGINT_ENV: "1"}), signal_handlers(handlers):
         yield state
-    finally:
-        for signum, handler in previous.items():
-            if handler is not None:
-                signal.signal(signum, handler)
-        if previous_env is None:
-            os.environ.pop(_TUNE_SIGINT_ENV, None)
-        else:
-            os.environ[_TUNE_SIGINT_ENV] = previous_env

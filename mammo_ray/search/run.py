@@ -231,7 +231,7 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
             uri,
             experiment=EXPERIMENT,
             run_name=options.name,
-            tags={"search_space": str(space_path.resolve()), **_data_tags(data)},
+            tags={"search_space": str(space_path.resolve()), **data.identity},
         )
         parent.log_params(
             {
@@ -265,11 +265,6 @@ def _parent_run_id(state_path: Path) -> str:
             f"{state_path}: not a search state ({type(exc).__name__}: {exc}); delete the "
             "folder to start the search again"
         ) from None
-
-
-def _data_tags(data: PreparedData) -> dict[str, str]:
-    """MLflow tags that name the data a run saw: the dataset fingerprint and the cache key."""
-    return {"dataset_fingerprint": data.manifest.fingerprint, "preprocess_key": data.manifest.key}
 
 
 def _tune(search: _Search) -> tune.ResultGrid:
@@ -307,7 +302,7 @@ def _tune(search: _Search) -> tune.ResultGrid:
                     tracking_uri=search.uri,
                     experiment_name=EXPERIMENT,
                     save_artifact=True,
-                    tags=child_tags | _data_tags(search.data),
+                    tags=child_tags | search.data.identity,
                 )
             ],
             progress_reporter=progress_reporter(space, settings),

@@ -10,8 +10,6 @@ and ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", ML
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 from mammo_ray.config import flatten_dotted
 from mammo_ray.learn.trial import train_trial
 from mammo_ray.preprocess.prepared import PreparedData
+from mammo_ray.process import environment
 from mammo_ray.search.results import trial_params
 from mammo_ray.search.space import SearchSettings, SearchSpace
 
@@ -113,26 +112,17 @@ def progress_reporter(space: SearchSpace, settings: SearchSettings) -> CLIReport
     )
 
 
-@contextlib.contextmanager
-def legacy_tune_output() -> Iterator[None]:
+def legacy_tune_output() -> contextlib.AbstractContextManager[None]:
     """Use Tune's classic output engine for the block: the new one (Ray >= 2.7) ignores a
     ``progress_reporter`` and prints every trial's whole config, ~60 constants included."""
-    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT")
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+    return environment(RAY_AIR_NEW_OUTPUT="0")
 
 
 class TrialRunsCallback(MLflowLoggerCallback):
     """Ray's MLflow callback (a child run per trial attempt) with readable run names.
 
     Ray names a child run ``trainable_<trial id>``; this renames it
-    ``<trial id>: <searched values>`` (``e0c1_00002: model.backbone=resnet18, optim.lr=0.00031``)
+    ``<trial id>: <searched values>`` (``e3ef4791: model.backbone=resnet18, optim.lr=0.00031``)
     so the MLflow UI's run list says what each trial tried. The ``trial_name`` tag keeps Ray's
     name, which :func:`~mammo_ray.search.results.log_trial_checkpoints` matches on.
     """
