@@ -43,6 +43,7 @@ bench: venv
 	$(PY) benchmarks/preprocess_bench.py --data "$(DATA)"
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/search_bench.py --data "$(DATA)"
+	$(PY) benchmarks/cv_bench.py --data "$(DATA)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

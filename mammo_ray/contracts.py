@@ -35,6 +35,7 @@ __all__ = [
     "read_checked",
     "ConfidenceIntervals",
     "SearchMlflow",
+    "SearchCrossValidation",
     "AuditTest",
     "Leakage",
     "RoiEntry",
@@ -89,9 +90,10 @@ class MetricsFile(_Contract):
 
 
 class TrialRecord(_Contract):
-    """One trial of ``search.json``: its searched params, status, per-epoch history and best
-    epoch by the search metric (None when it reported no epoch). ``CUT``: ended (by the time
-    budget) before its first result, without an error."""
+    """One trial of ``search.json``: its searched params, status, per-epoch (or per-fold)
+    history and best epoch by the search metric (None when it reported no epoch). ``CUT``:
+    ended (by the time budget) before its first result, without an error. ``test``: its
+    checkpoint once on the held-out test part, for the report (selection never reads it)."""
 
     trial_id: str
     status: Literal["TERMINATED", "ERROR", "CUT"]
@@ -100,12 +102,20 @@ class TrialRecord(_Contract):
     best: dict[str, Number] | None
     history: list[dict[str, Number]]
     error: str | None
+    test: dict[str, Number] | None = None
 
 
 class SearchMlflow(_Contract):
     uri: str
     parent_run_id: str
     experiment: str
+
+
+class SearchCrossValidation(_Contract):
+    """``search.json``'s ``cv``: the folds every trial cross-validated."""
+
+    folds: Annotated[int, Field(strict=True, ge=2)]
+    repeats: Annotated[int, Field(strict=True, ge=1)]
 
 
 class SearchFile(_Contract):
@@ -116,17 +126,24 @@ class SearchFile(_Contract):
     mode: Literal["min", "max"]
     space: str
     command: str
-    split: Literal["patient", "paper"]
+    split: Literal["patient", "paper", "cv"]
     leaky: bool
     mlflow: SearchMlflow
+    cv: SearchCrossValidation | None = None
     best_trial: str | None
+    best_resnet18_trial: str | None = None
     trials: list[TrialRecord]
     timings: dict[str, float]
 
     @model_validator(mode="after")
     def _best_is_a_trial(self) -> SearchFile:
-        if self.best_trial is not None and self.best_trial not in {t.trial_id for t in self.trials}:
-            raise ValueError(f"best_trial {self.best_trial!r} is not one of the trials")
+        if (self.split == "cv") != (self.cv is not None):
+            raise ValueError(f"split {self.split!r} and cv {self.cv!r} disagree")
+        ids = {t.trial_id for t in self.trials}
+        for key in ("best_trial", "best_resnet18_trial"):
+            value = getattr(self, key)
+            if value is not None and value not in ids:
+                raise ValueError(f"{key} {value!r} is not one of the trials")
         return self
 
 

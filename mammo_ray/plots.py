@@ -17,7 +17,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["plot_confusion_matrix", "plot_training_curves", "plot_metric_by_epoch"]
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_training_curves",
+    "plot_metric_by_epoch",
+    "plot_selection_vs_test",
+]
 
 _LOSS_KEYS = ("train_loss", "val_loss")
 _ACCURACY_KEYS = ("train_accuracy", "val_accuracy", "val_balanced_accuracy")
@@ -213,6 +218,44 @@ def plot_metric_by_epoch(
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path, dpi)
+
+
+def plot_selection_vs_test(
+    points: Sequence[tuple[float, float]],
+    path: str | Path,
+    xlabel: str,
+    title: str,
+    *,
+    chosen: int | None = None,
+    figsize: tuple[float, float] = (5.5, 4.5),
+    dpi: int = 120,
+) -> Path:
+    """One dot per trial: its selection metric (x) against its test balanced accuracy (y),
+    the chosen trial (index into ``points``) circled, chance (1/3) dashed.
+
+    Raises
+    ------
+    ValueError : if ``points`` is empty or ``chosen`` is not one of its indices.
+    """
+    if not points:
+        raise ValueError("points is empty: there is no trial to plot")
+    if chosen is not None and not 0 <= chosen < len(points):
+        raise ValueError(f"chosen={chosen} is not an index of the {len(points)} points")
+    figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    axes = figure.add_subplot()
+    x, y = np.asarray(points, dtype=np.float64).T
+    axes.scatter(x, y, s=25, alpha=0.8, label="trial")
+    if chosen is not None:
+        axes.scatter(
+            x[chosen], y[chosen], s=160, facecolors="none", edgecolors="red", label="selected"
+        )
+    axes.axhline(1 / 3, color="grey", linestyle="--", linewidth=1, label="chance")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("test balanced accuracy")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()

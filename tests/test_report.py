@@ -19,6 +19,7 @@ from mammo_ray.report.figures import CONFUSION_MATRIX_NAME, FIGURE6_NAME, MAX_LI
 from mammo_ray.report.inputs import load_inputs
 from mammo_ray.report.paper import PAPER_BACKBONES, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4
 from mammo_ray.report.sections import build_report
+from mammo_ray.report.selection import SELECTION_FIGURE
 from tests.report_fixtures import LIME_IMAGES, make_trial, write_search_dir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -200,8 +201,8 @@ def test_missing_optional_parts_say_not_run(tmp_path):
     assert "Quality table not run." in _section(text, "Enhancement quality")
     assert "TEST split" not in "".join(_rows(_section(text, "Table 3")))
     links = [unquote(link) for link in IMAGE_LINK.findall(text)]
-    assert links == [f"report_figures/{FIGURE6_NAME}"]
-    assert (out.parent / links[0]).is_file()
+    assert links == [f"report_figures/{SELECTION_FIGURE}", f"report_figures/{FIGURE6_NAME}"]
+    assert all((out.parent / link).is_file() for link in links)
 
 
 def test_failed_trials_are_listed_with_their_error(report):
@@ -397,3 +398,52 @@ def test_storage_without_optional_folders_still_reports(tmp_path):
     text = write_report(storage).read_text(encoding="utf-8")
     assert "LIME not run." in text
     assert "Test evaluation not run." in text
+
+
+def test_selection_ranks_the_trials_and_plots_selection_against_test(report):
+    _, text = report
+    section = _section(text, "Selection: the top trials")
+    rows = _rows(section)
+    assert list(rows)[:3] == ["`t_res_a`", "`t_res_d`", "`t_dense`"]
+    assert re.fullmatch(r"\d+\.\d\d \(\d+\.\d\d–\d+\.\d\d\)", rows["`t_res_a`"][-2])
+    assert rows["`t_res_d`"][-2:] == ["40.00", "45.00"]
+    assert "selection_vs_test.png" in section
+    assert "Spearman's rank correlation" in section and "over these 6 trials: +0.43" in section
+
+
+def _cv_trial(trial_id: str, folds: list[float], test: float) -> dict[str, Any]:
+    history = [
+        {
+            "fold": k,
+            "folds": 3,
+            "val_balanced_accuracy": value,
+            "val_balanced_accuracy_ci_low": value - 0.1,
+            "val_balanced_accuracy_ci_high": value + 0.1,
+            "val_accuracy": value,
+            "cv_mean_balanced_accuracy": value,
+            "cv_sd_balanced_accuracy": 0.05,
+        }
+        for k, value in enumerate(folds, start=1)
+    ]
+    trial = make_trial(trial_id, "resnet18", [], [], test=test)
+    return trial | {"history": history, "best": history[-1]}
+
+
+def test_a_cross_validated_search_ranks_trials_that_ran_every_fold_first(tmp_path):
+    root = write_search_dir(tmp_path / "cv", explain=False, audit=False, quality=False)
+    search = json.loads((root / "search.json").read_text())
+    search |= {
+        "split": "cv",
+        "cv": {"folds": 3, "repeats": 1},
+        "best_trial": "t_all",
+        "trials": [_cv_trial("t_lucky", [0.9], 0.4), _cv_trial("t_all", [0.5, 0.55, 0.6], 0.5)],
+    }
+    (root / "search.json").write_text(json.dumps(search))
+    text = write_report(root).read_text()
+    rows = _rows(_section(text, "Selection: the top trials"))
+    assert list(rows) == ["`t_all`", "`t_lucky`"]
+    assert rows["`t_all`"][1:4] == ["3/3", "60.00 % (50.00–70.00)", "60.00 ± 5.00"]
+    assert rows["`t_lucky`"][1] == "1/3"
+    assert "out of fold over 3 folds" in _section(text, "Headline")
+    assert "fold_<k>/val_accuracy" in _section(text, "Figure 6 analogue")
+    assert "cross-validation of every trial" in text

@@ -438,6 +438,10 @@ def test_ctrl_c_stops_the_search_as_killed_and_resume_finishes_it(
         assert [r.info.status for r in holding] == ["FINISHED"]
     summary = json.loads((out / "search.json").read_text())
     assert [t["status"] for t in summary["trials"]] == ["TERMINATED"] * 3
+    for path in out.glob("tune/trial_*/progress.csv"):
+        with open(path) as handle:
+            epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+        assert epochs == list(range(1, len(epochs) + 1)), f"{path.parent.name}: epoch trained twice"
 
 
 def test_a_search_killed_during_set_up_continues(ray_local, mias_dev_path, cache_root, tmp_path):

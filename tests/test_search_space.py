@@ -54,7 +54,7 @@ def test_define_by_run_samples_conditionals_and_returns_constants():
     for _ in range(30):
         trial = study.ask()
         constants = space.define_by_run(trial)
-        assert "model.backbone" not in constants and constants["split.method"] == "patient"
+        assert "model.backbone" not in constants and constants["split.method"] == "cv"
         seen_momentum[trial.params["optim.name"] == "sgd"] += "optim.momentum" in trial.params
         study.tell(trial, 0.5)
     assert seen_momentum[True] > 0 and seen_momentum[False] == 0

@@ -53,6 +53,7 @@ __all__ = [
     "FOLD_MEASURES",
     "FoldResult",
     "run_cross_validation",
+    "out_of_fold",
     "fold_summary",
     "normal_vs_abnormal_auc",
     "format_cross_validation",
@@ -204,7 +205,7 @@ def fold_summary(folds: list[FoldResult]) -> dict[str, Any]:
     }
 
 
-def _out_of_fold(folds: list[FoldResult], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def out_of_fold(folds: list[FoldResult], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, probabilities): every row some fold held out, its probabilities averaged over
     the repeats that held it out."""
     total = np.zeros((n_rows, len(LABELS)), np.float64)
@@ -235,7 +236,7 @@ def _summarise(
     run: TrainingRun,
 ) -> dict[str, Any]:
     """Out-of-fold evaluation, the ensemble checkpoint and its outer test evaluation."""
-    rows, proba = _out_of_fold(folds, len(arrays.labels))
+    rows, proba = out_of_fold(folds, len(arrays.labels))
     oof = _evaluation(arrays, rows, proba, out / "oof", f"{cfg.model.backbone}, out of fold", cfg)
     ensemble = FoldEnsemble([f.model for f in folds])
     save_checkpoint(

@@ -142,12 +142,13 @@ def evaluate_and_log(
     title: str,
     seed: int = 0,
     artifact_path: str | None = None,
+    prefix: str = "test_",
 ) -> dict[str, Any]:
     """The held-out evaluation of a training run or a search's best trial, done once:
-    :func:`evaluate_test_split` into ``out_dir``, ``test_*`` metrics (:data:`TEST_METRICS`) and
-    the :data:`EVALUATION_FILES` logged to the MLflow ``run``."""
+    :func:`evaluate_test_split` into ``out_dir``, ``<prefix><name>`` metrics
+    (:data:`TEST_METRICS`) and the :data:`EVALUATION_FILES` logged to the MLflow ``run``."""
     metrics = evaluate_test_split(model, arrays, out_dir, title=title, seed=seed)
-    run.log_metrics({f"test_{k}": metrics[k] for k in TEST_METRICS})
+    run.log_metrics({f"{prefix}{k}": metrics[k] for k in TEST_METRICS})
     run.log_artifacts([out_dir / name for name in EVALUATION_FILES], artifact_path)
     return metrics
 

@@ -35,16 +35,18 @@ from torch import nn
 
 from mammo_ray.config import from_dict, to_dict
 from mammo_ray.data.mias_info import LABELS
-from mammo_ray.errors import ConfigError, MammoRayError
+from mammo_ray.errors import CheckpointError, ConfigError, MammoRayError
+from mammo_ray.files import atomic_path
 from mammo_ray.learn.augment import (
     build_train_transforms,
     expand_offline,
 )
-from mammo_ray.learn.checkpoint import save_checkpoint
+from mammo_ray.learn.checkpoint import load_checkpoint, save_checkpoint
 from mammo_ray.learn.config import OptimConfig, TrainConfig
 from mammo_ray.learn.inference import autocast_dtype, cpu_threads, predict, select_device
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD, build_model
 from mammo_ray.learn.splits import Split, cross_validation, make_split
+from mammo_ray.learn.weights import READ_ERRORS
 from mammo_ray.preprocess.prepared import PreparedData
 
 __all__ = [
@@ -52,6 +54,10 @@ __all__ = [
     "TrainingDiverged",
     "TrialArrays",
     "trial_arrays",
+    "held_out_arrays",
+    "TrainingState",
+    "STATE_FILE",
+    "load_training_state",
     "validation_metrics",
     "improves",
     "train_trial",
@@ -109,6 +115,28 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData, fold: int | None = None) 
     return TrialArrays(
         images, labels, patients, image_ids, source, _split(cfg, labels, patients, fold)
     )
+
+
+def held_out_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
+    """The arrays of ``cfg`` with a split whose ``test`` part is what ``cfg`` holds out for
+    one final evaluation: the configured split's test part, or with ``cv`` the outer test part
+    (then ``train`` holds every cross-validated film and ``val`` is empty).
+
+    Raises
+    ------
+    ConfigError
+        With ``cv`` and ``split.test: 0`` (nothing held out), or an impossible split.
+    """
+    if cfg.split.method != "cv":
+        return trial_arrays(cfg, data)
+    arrays = trial_arrays(cfg, data, 0)
+    cv = cross_validation(
+        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
+    )
+    if not cv.test:
+        raise ConfigError("split (cv): split.test is 0, so no outer test part is held out")
+    split = Split("cv", False, cv.out_of_fold(0), (), cv.test, cfg.split.seed)
+    return dataclasses.replace(arrays, split=split)
 
 
 def _split(cfg: TrainConfig, labels: np.ndarray, patients: np.ndarray, fold: int | None) -> Split:
@@ -271,6 +299,59 @@ class _Fitter:
         seen = min(self.steps * self.batch_size, len(images))
         return float(loss_sum) / seen, int(correct) / seen, seen
 
+    def state(self) -> dict[str, Any]:
+        """What continues the optimisation where it stopped, beside the model's weights:
+        optimiser, schedule, gradient scaler and the generator of batch order and
+        augmentation."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def restore(self, model_state: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Load weights and :meth:`state` saved by an earlier run of the same config."""
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingState:
+    """A training run after its last finished epoch: enough for :func:`train_trial` to go on
+    with the next epoch as if it had never stopped (``resume``)."""
+
+    model_state: dict[str, torch.Tensor]
+    fitter_state: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+STATE_FILE = "state.pt"
+"""Beside each epoch's ``model.pt``: the optimiser and generator state of that epoch."""
+
+
+def load_training_state(directory: str | Path) -> TrainingState:
+    """The :class:`TrainingState` of an epoch checkpoint folder (``model.pt`` + ``state.pt``).
+
+    Raises
+    ------
+    CheckpointError
+        When a file is missing or is not what :func:`train_trial` wrote.
+    """
+    directory = Path(directory)
+    checkpoint = load_checkpoint(directory / "model.pt")
+    try:
+        state = torch.load(directory / STATE_FILE, weights_only=True, map_location="cpu")
+        return TrainingState(checkpoint.state_dict, state["fitter"], list(state["history"]))
+    except (OSError, *READ_ERRORS) as exc:
+        raise CheckpointError(
+            f"{directory / STATE_FILE}: not a training state ({type(exc).__name__}: {exc})"
+        ) from None
+
 
 def _trial_tensors(
     cfg: TrainConfig, arrays: TrialArrays, device: torch.device
@@ -293,7 +374,12 @@ def _trial_tensors(
 
 
 def train_trial(
-    config: dict[str, Any], data: PreparedData, on_epoch: EpochCallback, fold: int | None = None
+    config: dict[str, Any],
+    data: PreparedData,
+    on_epoch: EpochCallback,
+    fold: int | None = None,
+    resume: TrainingState | None = None,
+    save_state: bool = False,
 ) -> dict[str, Any]:
     """Train one configuration (fold ``fold`` of a ``cv`` split: :func:`trial_arrays`); report
     each epoch's validation metrics with a checkpoint.
@@ -303,6 +389,9 @@ def train_trial(
     images per second of the epoch's training loop, validation excluded) and
     ``epoch_seconds``. The checkpoint (:func:`mammo_ray.learn.checkpoint.save_checkpoint`) is
     rewritten every epoch and deleted when training ends, so a callback that keeps it must copy it.
+    With ``save_state``, :data:`STATE_FILE` beside it holds what ``resume`` needs
+    (:func:`load_training_state`; the optimiser's state can be twice the model's size): given
+    one, training goes on at the epoch after it, with its history.
     The training loss is ``CrossEntropy(logits, y)``, weighted by :func:`_class_weights` when
     ``class_weighting`` is on; the epoch's ``train_loss`` is its mean over the images seen.
 
@@ -328,31 +417,14 @@ def train_trial(
     arrays = trial_arrays(cfg, data, fold)
     x_train, y_train, train_labels, x_val, y_val = _trial_tensors(cfg, arrays, device)
     fitter = _Fitter.build(cfg, train_labels, device, amp_dtype)
-    key = f"val_{cfg.selection_metric}"
     history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
+    if resume is not None:
+        fitter.restore(resume.model_state, resume.fitter_state)
+        history = list(resume.history)
     checkpoint_dir = Path(tempfile.mkdtemp(prefix="mammo-ray-ckpt-"))
     try:
-        for epoch in range(1, cfg.epochs + 1):
-            start = time.perf_counter()
-            train_loss, train_accuracy, seen = fitter.train_epoch(x_train, y_train)
-            seconds = time.perf_counter() - start
-            if not math.isfinite(train_loss):
-                raise TrainingDiverged(
-                    f"training diverged: epoch {epoch} training loss is {train_loss} "
-                    f"(optim.name={cfg.optim.name}, optim.lr={cfg.optim.lr}); lower optim.lr"
-                )
-            proba = predict(
-                fitter.model, x_val, batch_size=max(cfg.batch_size, 32), amp_dtype=amp_dtype
-            )
-            metrics = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "train_accuracy": train_accuracy,
-                **{f"val_{k}": v for k, v in validation_metrics(proba, y_val).items()},
-                "images_per_s": seen / seconds,
-                "epoch_seconds": seconds,
-            }
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            metrics = _epoch(fitter, cfg, epoch, (x_train, y_train), (x_val, y_val))
             history.append(metrics)
             path = save_checkpoint(
                 checkpoint_dir / "model.pt",
@@ -362,10 +434,52 @@ def train_trial(
                 preprocess_key=data.manifest.key,
                 metrics=metrics,
             )
-            if improves(cfg.selection_metric, metrics[key], None if best is None else best[key]):
-                best = metrics
+            if save_state:
+                with atomic_path(checkpoint_dir / STATE_FILE) as tmp:
+                    torch.save({"fitter": fitter.state(), "history": history}, tmp)
             on_epoch(metrics, str(path))
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    key = f"val_{cfg.selection_metric}"
+    best: dict[str, Any] | None = None
+    for metrics in history:
+        if improves(cfg.selection_metric, metrics[key], None if best is None else best[key]):
+            best = metrics
     split = arrays.split
     return {"best": best, "history": history, "split_method": split.method, "leaky": split.leaky}
+
+
+def _epoch(
+    fitter: _Fitter,
+    cfg: TrainConfig,
+    epoch: int,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, np.ndarray],
+) -> dict[str, Any]:
+    """Train one epoch, predict the validation images; the epoch's metrics.
+
+    Raises
+    ------
+    TrainingDiverged
+        When the epoch's training loss is NaN or infinite.
+    """
+    start = time.perf_counter()
+    train_loss, train_accuracy, seen = fitter.train_epoch(*train)
+    seconds = time.perf_counter() - start
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(
+            f"training diverged: epoch {epoch} training loss is {train_loss} "
+            f"(optim.name={cfg.optim.name}, optim.lr={cfg.optim.lr}); lower optim.lr"
+        )
+    x_val, y_val = val
+    proba = predict(
+        fitter.model, x_val, batch_size=max(cfg.batch_size, 32), amp_dtype=fitter.amp_dtype
+    )
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        **{f"val_{k}": v for k, v in validation_metrics(proba, y_val).items()},
+        "images_per_s": seen / seconds,
+        "epoch_seconds": seconds,
+    }

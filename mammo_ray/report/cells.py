@@ -27,6 +27,7 @@ __all__ = [
     "trial_params",
     "best_value",
     "trial_failed",
+    "ran_every_fold",
     "scored_trials",
     "best_of",
     "table_backbones",
@@ -100,6 +101,13 @@ def trial_failed(trial: Mapping[str, Any]) -> bool:
     return trial.get("status") == "ERROR"
 
 
+def ran_every_fold(trial: Mapping[str, Any]) -> bool:
+    """False only for a cross-validated trial stopped (by ASHA, or the budget) before its last
+    fold: its score covers fewer films than the others'."""
+    fold, folds = best_value(trial, "fold"), best_value(trial, "folds")
+    return fold is None or folds is None or fold >= folds
+
+
 def scored_trials(search: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Trials that did not fail and hold a finite value of the search metric."""
     metric = search["metric"]
@@ -112,7 +120,10 @@ def best_of(search: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> M
     if not trials:
         return None
     sign = -1.0 if search.get("mode") == "min" else 1.0
-    return max(trials, key=lambda t: sign * best_value(t, search["metric"]))
+    return max(
+        trials,
+        key=lambda t: (best_value(t, "fold") or 0.0, sign * best_value(t, search["metric"])),
+    )
 
 
 def table_backbones(search: Mapping[str, Any]) -> list[str]:
@@ -158,6 +169,8 @@ def validation_accuracy_series(search: Mapping[str, Any]) -> dict[str, list[tupl
     for key, trial in best_by_backbone(search).items():
         points = []
         for index, row in enumerate(trial.get("history") or [], start=1):
+            if isinstance(row, Mapping) and "fold" in row:
+                continue
             value = as_number(row.get("val_accuracy")) if isinstance(row, Mapping) else None
             if value is not None:
                 points.append((int(row.get("epoch", index)), 100.0 * value))

@@ -13,7 +13,7 @@ from typing import Any
 
 from mammo_ray.cli import check_outputs
 from mammo_ray.files import write_text_atomic
-from mammo_ray.plots import plot_confusion_matrix, plot_metric_by_epoch
+from mammo_ray.plots import plot_confusion_matrix, plot_metric_by_epoch, plot_selection_vs_test
 from mammo_ray.report.cells import (
     validation_accuracy_series,
 )
@@ -22,6 +22,7 @@ from mammo_ray.report.inputs import (
     load_inputs,
 )
 from mammo_ray.report.sections import build_report
+from mammo_ray.report.selection import SELECTION_FIGURE, selection_points
 
 __all__ = ["write_report"]
 
@@ -76,6 +77,15 @@ def write_report(storage: str | Path, out: str | Path | None = None) -> Path:
             ylabel="validation accuracy (%)",
             title="Validation accuracy per epoch (best trial per backbone)",
         )
+    points, chosen = selection_points(inputs.search)
+    if len(points) >= 2:
+        plot_selection_vs_test(
+            points,
+            figures_dir / SELECTION_FIGURE,
+            xlabel=f"selection: {inputs.search['metric']}",
+            title="Selection metric vs held-out test, per trial",
+            chosen=chosen,
+        )
     if inputs.best_metrics is not None:
         source = storage / "best" / CONFUSION_MATRIX_NAME
         figures_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +102,13 @@ def write_report(storage: str | Path, out: str | Path | None = None) -> Path:
     if lime is not None:
         lime = _copy_lime(lime, storage, figures_dir / "lime")
     text = build_report(
-        inputs.search, inputs.best_metrics, lime, inputs.audit, inputs.quality, figures
+        inputs.search,
+        inputs.best_metrics,
+        lime,
+        inputs.audit,
+        inputs.quality,
+        figures,
+        resnet18_metrics=inputs.resnet18_metrics,
     )
     write_text_atomic(out, text)
     return out

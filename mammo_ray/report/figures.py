@@ -49,6 +49,13 @@ MAX_LIME_FIGURES = 4
 def figure6_section(search: Mapping[str, Any], figures_dir: str | PurePosixPath) -> list[str]:
     lines = ["## Figure 6 analogue: validation accuracy per epoch", ""]
     series = validation_accuracy_series(search)
+    if not series and search.get("cv"):
+        return [
+            *lines,
+            f"{NOT_RUN}: cross-validated trials report once per fold. Each fold's per-epoch "
+            "curves are in the trial's MLflow child run (`fold_<k>/val_accuracy`, ...).",
+            "",
+        ]
     if not series:
         return [*lines, f"{NOT_RUN}: no finished trial has a per-epoch `val_accuracy`.", ""]
     rows = []

@@ -1,4 +1,5 @@
-"""What a report reads from a search directory, checked: ``search.json``, ``best/metrics.json``,
+"""What a report reads from a search directory, checked: ``search.json``, ``best/metrics.json``
+(and ``best_resnet18/metrics.json``),
 ``explain/lime.json`` and ``audit.json`` against their models in :mod:`mammo_ray.contracts`, and
 ``quality.csv``; a missing optional part is None, a malformed one a
 :class:`~mammo_ray.errors.ConfigError` naming the file and the key.
@@ -24,6 +25,7 @@ class ReportInputs:
 
     search: dict[str, Any]
     best_metrics: dict[str, Any] | None
+    resnet18_metrics: dict[str, Any] | None
     lime: dict[str, Any] | None
     audit: list[dict[str, Any]] | None
     quality: pd.DataFrame | None
@@ -59,6 +61,7 @@ def load_inputs(storage: str | Path) -> ReportInputs:
     parts: dict[str, Any] = {}
     for name, relative, model in (
         ("best_metrics", "best/metrics.json", MetricsFile),
+        ("resnet18_metrics", "best_resnet18/metrics.json", MetricsFile),
         ("lime", "explain/lime.json", LimeFile),
         ("audit", "audit.json", AuditFile),
     ):

@@ -50,6 +50,7 @@ from mammo_ray.report.paper import (
     PAPER_SOURCE,
     PAPER_TABLE2,
 )
+from mammo_ray.report.selection import selection_section
 from mammo_ray.report.tables import (
     header_section,
     headline_section,
@@ -173,6 +174,8 @@ def build_report(
     audit: Sequence[Mapping[str, Any]] | None,
     quality: pd.DataFrame | None,
     figures_dir: str | PurePosixPath,
+    *,
+    resnet18_metrics: Mapping[str, Any] | None = None,
 ) -> str:
     """The Markdown text of the report; reads and writes nothing.
 
@@ -187,6 +190,7 @@ def build_report(
     search : content of ``search.json`` (``name``, ``metric``, ``trials`` required).
     best_metrics : ``best/metrics.json`` (:func:`mammo_ray.learn.metrics.classification_metrics`).
     lime : ``explain/lime.json``. audit : ``audit.json`` rows. quality : ``quality.csv``.
+    resnet18_metrics : ``best_resnet18/metrics.json`` (when another backbone won).
     figures_dir : folder of the figures, relative to the report.
 
     Returns
@@ -196,6 +200,7 @@ def build_report(
     lines = [
         *header_section(search),
         *headline_section(search, best_metrics),
+        *selection_section(search, best_metrics, resnet18_metrics, figures_dir),
         *table3_section(search, best_metrics),
         *table4_section(search),
         *figure6_section(search, figures_dir),

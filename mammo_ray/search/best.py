@@ -1,5 +1,7 @@
-"""The best trial of a search, once tuning is over: evaluated once on the test split, logged as
-an MLflow model, and explained with LIME on test images, all into the search's parent run."""
+"""The best trial of a search, once tuning is over: evaluated once on the test split (the
+outer test part of a cross-validated search: the trial's fold ensemble), logged as an MLflow
+model, and explained with LIME on test images, all into the search's parent run. The best
+ResNet-18 trial, the paper's pick, gets the same when another backbone won."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from mammo_ray.explain.lime_images import explain_images
 from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.evaluate import evaluate_and_log
-from mammo_ray.learn.trial import TrialArrays, trial_arrays
+from mammo_ray.learn.trial import TrialArrays, held_out_arrays
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.tracking import TrainingRun
 
@@ -31,33 +33,40 @@ def finish_best(
     parent: TrainingRun,
     out: Path,
     *,
+    name: str = "best",
     explain_n: int,
     lime_samples: int,
     seed: int,
 ) -> None:
-    """Copy the best checkpoint to ``out/best/model.pt``, evaluate it once on the test split,
-    log it as an MLflow model and explain ``explain_n`` test images (``out/explain``)."""
-    best_dir = out / "best"
+    """Copy a trial's checkpoint to ``out/<name>/model.pt``, evaluate it once on the held-out
+    test part (the outer test part of a cross-validated search), explain ``explain_n`` test
+    images (``out/explain``, or ``out/<name>/explain`` for another than ``best``), and log it
+    all to the parent run under ``<name>``; ``best`` is also logged as an MLflow model."""
+    best_dir = out / name
     best_dir.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as directory:
         shutil.copyfile(Path(directory) / "model.pt", best_dir / "model.pt")
     model, cfg, _ = load_trained(best_dir / "model.pt")
-    arrays = trial_arrays(cfg, data)
+    arrays = held_out_arrays(cfg, data)
+    what = "fold ensemble, outer test" if cfg.split.method == "cv" else "test"
     evaluate_and_log(
         model,
         arrays,
         best_dir,
         parent,
-        title=f"best: {cfg.model.backbone}, {cfg.split.method} split, test",
+        title=f"{name}: {cfg.model.backbone}, {cfg.split.method} split, {what}",
         seed=cfg.seed,
-        artifact_path="best",
+        artifact_path=name,
+        prefix="test_" if name == "best" else f"{name}_test_",
     )
-    _log_model(parent, model, cfg.input_size)
+    if name == "best":
+        _log_model(parent, model, cfg.input_size)
     if explain_n > 0:
+        explain_dir = out / "explain" if name == "best" else best_dir / "explain"
         _explain(
-            model, cfg, arrays, data, out / "explain", n=explain_n, samples=lime_samples, seed=seed
+            model, cfg, arrays, data, explain_dir, n=explain_n, samples=lime_samples, seed=seed
         )
-        parent.log_artifacts([out / "explain"], "explain")
+        parent.log_artifacts([explain_dir], f"{name}/explain" if name != "best" else "explain")
 
 
 def _explain(

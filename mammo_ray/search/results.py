@@ -23,6 +23,7 @@ __all__ = [
     "failures",
     "child_runs",
     "end_interrupted_children",
+    "best_result",
     "best_checkpoint",
     "log_trial_checkpoints",
     "print_top_trials",
@@ -54,16 +55,25 @@ def trial_history(result: Result) -> list[dict[str, Any]]:
     frame = result.metrics_dataframe
     if frame is None or frame.empty:
         return []
-    keep = [c for c in frame.columns if c == "epoch" or c.startswith(("val_", "train_"))]
+    keep = [
+        c
+        for c in frame.columns
+        if c in ("epoch", "fold", "folds") or c.startswith(("val_", "train_", "fold_", "cv_"))
+    ]
     keep += [c for c in ("images_per_s", "epoch_seconds") if c in frame.columns]
     rows = frame[keep].to_dict("records")
     return [{k: (None if v != v else v) for k, v in row.items()} for row in rows]
 
 
 def trial_record(result: Result, space: SearchSpace, metric: str, mode: str) -> dict[str, Any]:
+    """One trial of ``search.json``; its ``best`` is the epoch best by ``metric``, or for a
+    cross-validated trial its last report (out of fold over every fold it ran)."""
     history = trial_history(result)
     scored = [h for h in history if h.get(metric) is not None]
-    best = (max if mode == "max" else min)(scored, key=lambda h: h[metric]) if scored else None
+    if scored and "fold" in scored[-1]:
+        best = scored[-1]
+    else:
+        best = (max if mode == "max" else min)(scored, key=lambda h: h[metric]) if scored else None
     return {
         "trial_id": Path(result.path).name,
         "status": "ERROR" if result.error else ("TERMINATED" if history else "CUT"),
@@ -101,6 +111,33 @@ def end_interrupted_children(parent: TrainingRun) -> None:
             parent.client.set_terminated(run.info.run_id, "KILLED")
 
 
+def best_result(
+    results: ResultGrid, metric: str, mode: str, backbone: str | None = None
+) -> Result | None:
+    """The search's best trial (of ``backbone``, when given), None when none reported.
+
+    A trial that reports per epoch is scored by its best epoch. A cross-validated trial reports
+    per fold: it is scored by its last report, and trials that ran more folds come first, so
+    one stopped after a lucky first fold never beats one scored out of fold over all folds.
+    """
+    sign = 1.0 if mode == "max" else -1.0
+    candidates = []
+    for result in results:
+        if backbone is not None and result.config.get("model.backbone") != backbone:
+            continue
+        frame = result.metrics_dataframe
+        if frame is None or metric not in frame or frame[metric].isna().all():
+            continue
+        if "fold" in frame:
+            last = frame.dropna(subset=[metric]).iloc[-1]
+            candidates.append(((float(last["fold"]), sign * float(last[metric])), result))
+        else:
+            values = frame[metric]
+            best = values.max() if mode == "max" else values.min()
+            candidates.append(((0.0, sign * float(best)), result))
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
 def best_checkpoint(result: Result, metric: str, mode: str) -> Checkpoint | None:
     """The trial's checkpoint with the best ``metric``, or None when it saved none."""
     return result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
@@ -132,9 +169,12 @@ def log_trial_checkpoints(parent: TrainingRun, results: ResultGrid, metric: str,
 
 
 def print_top_trials(trials: list[dict[str, Any]], metric: str, mode: str, n: int = 10) -> None:
-    """The ``n`` best trials by ``metric`` as a text table, then the failed trials' errors."""
+    """The ``n`` best trials by ``metric`` as a text table (cross-validated trials that ran more
+    folds first), then the failed trials' errors."""
     ok = [t for t in trials if t["best"] is not None]
-    ok.sort(key=lambda t: t["best"][metric], reverse=mode == "max")
+    sign = 1.0 if mode == "max" else -1.0
+    ok.sort(key=lambda t: (t["best"].get("fold", 0), sign * t["best"][metric]), reverse=True)
+    cv = any("fold" in t["best"] for t in ok)
     rows = [
         (
             f"{t['best'][metric]:.3f}",
@@ -146,8 +186,8 @@ def print_top_trials(trials: list[dict[str, Any]], metric: str, mode: str, n: in
         )
         for t in ok[:n]
     ]
-    print(f"\nTop trials by {metric} (validation):")
-    print("\n".join(text_table((metric, "epochs", "params"), rows, "rrl")))
+    print(f"\nTop trials by {metric} ({'out of fold' if cv else 'validation'}):")
+    print("\n".join(text_table((metric, "folds" if cv else "epochs", "params"), rows, "rrl")))
     failed = [t for t in trials if t["status"] == "ERROR"]
     if failed:
         print(
@@ -157,15 +197,18 @@ def print_top_trials(trials: list[dict[str, Any]], metric: str, mode: str, n: in
 
 
 def write_trials_csv(path: Path, trials: list[dict[str, Any]], metric: str) -> None:
-
+    """``trials.csv``: one row per trial, its params, reports run, best values and test figures."""
     rows = [
         {
             "trial_id": t["trial_id"],
             "status": t["status"],
             **t["params"],
-            "epochs_run": len(t["history"]),
+            "folds_run" if "fold" in (t["best"] or {}) else "epochs_run": len(t["history"]),
             metric: (t["best"] or {}).get(metric),
             **{f"best_{c}": (t["best"] or {}).get(c) for c in TRIAL_COLUMNS if c != metric},
+            **{
+                f"test_{k}": (t.get("test") or {}).get(k) for k in ("balanced_accuracy", "accuracy")
+            },
         }
         for t in trials
     ]

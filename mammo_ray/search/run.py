@@ -2,9 +2,11 @@
 
 Preprocess once (Ray Data, cached) → Ray Tune trials of ``train_trial`` sampled by Optuna's TPE
 (seeded; the published configuration enqueued first) and stopped early by ASHA on the
-validation metric, or every point of a grid (the ablation) → every trial an MLflow child run
-under one parent run per search → the best trial's checkpoint evaluated once on the test split
-→ LIME explanations of test images → ``report.md``.
+validation metric, or every point of a grid (the ablation); with ``search.cv`` each trial
+cross-validates over patient folds and ASHA races trials over folds → every trial an MLflow
+child run under one parent run per search → the best trial's checkpoint (a cross-validated
+trial's fold ensemble) evaluated once on the test split, and the best ResNet-18 beside it →
+LIME explanations of test images → every trial's test figures for the report → ``report.md``.
 
 Outputs under ``--out`` (default ``runs/<name>``)::
 
@@ -13,6 +15,7 @@ Outputs under ``--out`` (default ``runs/<name>``)::
     search.json      every trial: params, status, per-epoch history, best epoch
     trials.csv       one row per trial
     best/            model.pt, metrics.json, predictions.csv, confusion_matrix.png (test split)
+    best_resnet18/   the same for the best ResNet-18 trial, when another backbone won
     explain/         LIME PNGs and lime.json
     report.md        tables and figures next to the paper's
     mlflow.db        the MLflow store (unless --mlflow-uri or $MLFLOW_TRACKING_URI)
@@ -38,7 +41,7 @@ from ray import tune
 from mammo_ray.cli import check_outputs, data_options, resolve_data
 from mammo_ray.config import from_dict
 from mammo_ray.contracts import SearchFile, check
-from mammo_ray.errors import ConfigError, Interrupted
+from mammo_ray.errors import ConfigError, Interrupted, MammoRayError
 from mammo_ray.files import write_json_atomic
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.models import ModelConfig, resolve_pretrained
@@ -46,9 +49,11 @@ from mammo_ray.preprocess.pipeline import ensure_ray
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.report.document import write_report
 from mammo_ray.search.best import finish_best
+from mammo_ray.search.held_out import test_every_trial
 from mammo_ray.search.interrupt import graceful_stop
 from mammo_ray.search.results import (
     best_checkpoint,
+    best_result,
     end_interrupted_children,
     log_trial_checkpoints,
     print_top_trials,
@@ -123,21 +128,20 @@ class SearchOptions:
 
     def settings_for(self, space: SearchSpace) -> SearchSettings:
         """The space's search settings with this run's overrides; ASHA's grace period is
-        clipped to ``max_epochs``."""
+        clipped to its last rung (``max_epochs``, or the folds)."""
         given = {
             "num_samples": self.num_samples,
             "max_epochs": self.max_epochs,
             "time_budget_s": self.time_budget_s,
         }
+        grace = space.settings.grace_period
         try:
             settings = dataclasses.replace(
-                space.settings, **{k: v for k, v in given.items() if v is not None}
+                space.settings, grace_period=1, **{k: v for k, v in given.items() if v is not None}
             )
         except ValueError as exc:
             raise ConfigError(f"--num-samples/--max-epochs/--time-budget: {exc}") from None
-        if settings.grace_period > settings.max_epochs:
-            settings = dataclasses.replace(settings, grace_period=settings.max_epochs)
-        return settings
+        return dataclasses.replace(settings, grace_period=min(grace, settings.max_t))
 
 
 @dataclasses.dataclass
@@ -291,11 +295,7 @@ def _tune(search: _Search) -> tune.ResultGrid:
                 if settings.trial_epoch_budget
                 else None
             ),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1,
-                checkpoint_score_attribute=settings.metric,
-                checkpoint_score_order=settings.mode,
-            ),
+            checkpoint_config=_checkpoint_config(settings),
             callbacks=[
                 TrialRunsCallback(
                     space,
@@ -336,6 +336,18 @@ def _tune(search: _Search) -> tune.ResultGrid:
     return results
 
 
+def _checkpoint_config(settings: SearchSettings) -> tune.CheckpointConfig:
+    """One checkpoint per trial: its best epoch, or with ``cv`` its last fold (which holds
+    every fold model so far; a retry continues from it)."""
+    if settings.cv is not None:
+        return tune.CheckpointConfig(num_to_keep=1)
+    return tune.CheckpointConfig(
+        num_to_keep=1,
+        checkpoint_score_attribute=settings.metric,
+        checkpoint_score_order=settings.mode,
+    )
+
+
 def _resume_command(options: SearchOptions) -> str:
     """The command that continues this search: the one that started it, plus ``--resume``."""
     command = options.command or f"python -m mammo_ray.search --name {options.name}"
@@ -358,7 +370,9 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
         "split": base.split.method,
         "leaky": base.leaky,
         "mlflow": {"uri": search.uri, "parent_run_id": parent.run_id, "experiment": EXPERIMENT},
+        "cv": None if settings.cv is None else dataclasses.asdict(settings.cv),
         "best_trial": None,
+        "best_resnet18_trial": None,
         "trials": trials,
     }
     print_top_trials(trials, settings.metric, settings.mode)
@@ -369,22 +383,31 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
             f"the time budget ({budget:.0f} s) ended the search: {len(trials)} trials ran, "
             f"{cut} of them cut before their first result"
         )
-    try:
-        best = results.get_best_result(settings.metric, settings.mode, scope="all")
-    except RuntimeError:
-        best = None
-    checkpoint = None if best is None else best_checkpoint(best, settings.metric, settings.mode)
-    if checkpoint is not None:
-        summary["best_trial"] = Path(best.path).name
-        finish_best(
-            checkpoint,
-            search.data,
-            search.parent,
-            search.options.out,
-            explain_n=search.options.explain_n,
-            lime_samples=search.options.lime_samples,
-            seed=search.options.seed,
-        )
+    for name, backbone in (("best", None), ("best_resnet18", "resnet18")):
+        best = best_result(results, settings.metric, settings.mode, backbone)
+        checkpoint = None if best is None else best_checkpoint(best, settings.metric, settings.mode)
+        if checkpoint is None or (name != "best" and Path(best.path).name == summary["best_trial"]):
+            continue
+        summary[f"{name}_trial"] = Path(best.path).name
+        try:
+            finish_best(
+                checkpoint,
+                search.data,
+                search.parent,
+                search.options.out,
+                name=name,
+                explain_n=search.options.explain_n if name == "best" else 0,
+                lime_samples=search.options.lime_samples,
+                seed=search.options.seed,
+            )
+        except MammoRayError as exc:
+            if name == "best":
+                raise
+            summary[f"{name}_trial"] = None
+            print(f"the best ResNet-18 trial was not evaluated: {exc}", file=sys.stderr)
+    tested = test_every_trial(results, search.data, settings.metric, settings.mode)
+    for trial in trials:
+        trial["test"] = tested.get(trial["trial_id"])
     summary["timings"] = search.timings | {"finish_s": time.perf_counter() - start}
     check(SearchFile, summary, out / "search.json")
     write_json_atomic(out / "search.json", summary, indent=1, default=str)
@@ -437,7 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     parser.add_argument("--num-samples", type=int, help="trials to sample (overrides the space)")
-    parser.add_argument("--max-epochs", type=int, help="epochs per trial at most (ASHA's max_t)")
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        help="epochs per trial at most (ASHA's max_t), or per fold with search.cv",
+    )
     parser.add_argument(
         "--time-budget",
         type=float,

@@ -51,6 +51,7 @@ __all__ = [
     "PUBLISHED_CONFIG",
     "KINDS",
     "ParamSpec",
+    "CrossValidationSettings",
     "SearchSettings",
     "SearchSpace",
     "load_search_space",
@@ -92,12 +93,31 @@ class ParamSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CrossValidationSettings:
+    """``search.cv``: every trial cross-validates its configuration over ``folds`` patient
+    folds (``repeats`` times), one fold after another (:mod:`mammo_ray.learn.fold_race`)."""
+
+    folds: int = 5
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if self.folds < 2 or self.repeats < 1:
+            raise ValueError(
+                f"folds must be >= 2 and repeats >= 1, got {self.folds}, {self.repeats}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchSettings:
-    """How to search: metric, budget, sampler (TPE), scheduler (ASHA) and concurrency.
+    """How to search: metric, budget, sampler (TPE), scheduler (ASHA), concurrency and
+    cross-validation.
 
     ``sampler``: ``tpe`` (Optuna's TPE, Bergstra et al. 2011) or ``random`` (Optuna's random
     sampler, the baseline of ``benchmarks/search_bench.py``). ``trial_epoch_budget``: stop the
     whole search once trials have trained this many epochs in total (None: no such limit).
+    ``cv``: cross-validate every trial; the metric is then out of fold over the folds done, a
+    trial reports once per fold, and ASHA's rungs (``grace_period``, :attr:`max_t`) are folds:
+    fold racing. ``max_epochs`` caps the epochs of each fold.
     """
 
     metric: str = "val_balanced_accuracy"
@@ -112,12 +132,19 @@ class SearchSettings:
     sampler: Literal["tpe", "random"] = "tpe"
     trial_epoch_budget: int | None = None
     max_failures: int = 1
+    cv: CrossValidationSettings | None = None
+
+    @property
+    def max_t(self) -> int:
+        """ASHA's last rung: ``max_epochs``, or with ``cv`` the number of folds."""
+        return self.max_epochs if self.cv is None else self.cv.folds * self.cv.repeats
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.max_epochs < 1 or self.max_concurrent < 1:
             raise ValueError("num_samples, max_epochs and max_concurrent must be >= 1")
-        if not 1 <= self.grace_period <= self.max_epochs:
-            raise ValueError(f"grace_period must lie in [1, max_epochs], got {self.grace_period}")
+        if not 1 <= self.grace_period <= self.max_t:
+            unit = "max_epochs" if self.cv is None else "the folds (with cv, rungs are folds)"
+            raise ValueError(f"grace_period must lie in [1, {unit}], got {self.grace_period}")
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
         if self.trial_epoch_budget is not None and self.trial_epoch_budget < 1:
@@ -331,6 +358,7 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
         settings = from_dict(SearchSettings, data.get("search") or {}, where=f"{path}: search")
     except ConfigError as exc:
         raise SearchSpaceError(str(exc)) from None
+    _cross_validate(base, settings.cv, [p.key for p in params] + [k for k, _ in grid], path)
     if grid:
         n_points = math.prod(len(v) for _, v in grid)
         settings = dataclasses.replace(settings, num_samples=n_points)
@@ -352,6 +380,42 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
     if enqueue and params:
         space.published_point()
     return space
+
+
+def _cross_validate(
+    base: dict[str, Any], cv: CrossValidationSettings | None, searched: list[str], path: Path
+) -> None:
+    """With ``search.cv``, turn the base's split into ``cv`` with the space's folds; it must be
+    patient-level, keep an outer test part for the best trial's one evaluation, and be the same
+    for every trial (racing compares trials fold by fold). Without it, the base cannot be
+    ``cv``: only the search trains folds."""
+    split = base.get("split") or {}
+    if cv is None:
+        if split.get("method") == "cv":
+            raise SearchSpaceError(
+                f"{path}: split.method cv: a search cross-validates its trials with "
+                "search.cv: {folds: K}, not with the base's split"
+            )
+        return
+    varied = [k for k in searched if k.startswith("split.") or k == "seed"]
+    if varied:
+        raise SearchSpaceError(
+            f"{path}: search.cv: {varied[0]} is searched, so trials would race on different "
+            "folds; fix it in the base or under fixed"
+        )
+    if split.get("method", "patient") == "paper":
+        raise SearchSpaceError(
+            f"{path}: search.cv: cross-validation folds are patient-level; the base's split "
+            "is the paper's image-level one (use a patient-level base, or drop search.cv)"
+        )
+    if split.get("test", 0.2) == 0:
+        raise SearchSpaceError(
+            f"{path}: search.cv: split.test is 0, so nothing is left for the best trial's one "
+            "test evaluation; keep an outer test part (e.g. split.test: 0.2)"
+        )
+    set_dotted(base, "split.method", "cv")
+    set_dotted(base, "split.folds", cv.folds)
+    set_dotted(base, "split.repeats", cv.repeats)
 
 
 def _completed_base(base: dict[str, Any], path: Path) -> dict[str, Any]:

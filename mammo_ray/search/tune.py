@@ -10,6 +10,8 @@ and ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", ML
 from __future__ import annotations
 
 import contextlib
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from mammo_ray.config import flatten_dotted
-from mammo_ray.learn.trial import train_trial
+from mammo_ray.learn.fold_race import FoldProgress, load_progress, race_folds, save_progress
+from mammo_ray.learn.trial import load_training_state, train_trial
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.process import environment
 from mammo_ray.search.results import trial_params
@@ -47,9 +50,10 @@ __all__ = [
 class TrialEpochBudget(tune.Stopper):
     """Stop every trial once ``budget`` epochs have been reported over all trials together.
 
-    Each ``tune.report`` of a trial is one epoch (``train_trial`` reports once per epoch).
-    Trials already running when the budget is reached stop at their next report, so a search
-    with ``C`` concurrent trials may train up to ``C - 1`` epochs more than ``budget``.
+    Each ``tune.report`` of a trial is one epoch (``train_trial`` reports once per epoch), or
+    ``fold_epochs`` epochs for a cross-validated trial (it reports once per fold). Trials
+    already running when the budget is reached stop at their next report, so a search with
+    ``C`` concurrent trials may train up to ``C - 1`` epochs (or folds) more than ``budget``.
     """
 
     def __init__(self, budget: int):
@@ -59,7 +63,7 @@ class TrialEpochBudget(tune.Stopper):
         self.used = 0
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.used += 1
+        self.used += int(result.get("fold_epochs", 1))
         return self.used >= self.budget
 
     def stop_all(self) -> bool:
@@ -69,22 +73,50 @@ class TrialEpochBudget(tune.Stopper):
 def trainable(
     config: dict[str, Any], data: PreparedData, space: SearchSpace, max_epochs: int
 ) -> None:
-    """The Ray Tune function trainable: ``train_trial`` with ``tune.report`` as epoch callback.
+    """The Ray Tune function trainable: ``train_trial`` with ``tune.report`` as epoch callback,
+    or with ``search.cv`` :func:`~mammo_ray.learn.fold_race.race_folds` reporting once per fold.
+    A restored trial (retry, ``--resume``) goes on after its last reported epoch or fold.
 
     ``config`` holds dotted keys (Optuna's sample and the constants, or a grid point);
     :meth:`~mammo_ray.search.space.SearchSpace.config_for` turns it into the trial's config.
     """
 
     full = space.config_for(config, max_epochs)
+    if space.settings.cv is not None:
+        _race(full, data)
+        return
 
     def on_epoch(metrics: dict[str, Any], checkpoint: str | None) -> None:
         ckpt = tune.Checkpoint.from_directory(str(Path(checkpoint).parent)) if checkpoint else None
         tune.report(metrics, checkpoint=ckpt)
 
-    train_trial(full, data, on_epoch)
+    restored = tune.get_checkpoint()
+    resume = None
+    if restored is not None:
+        with restored.as_directory() as directory:
+            resume = load_training_state(directory)
+    train_trial(full, data, on_epoch, resume=resume, save_state=True)
+
+
+def _race(config: dict[str, Any], data: PreparedData) -> None:
+    """A cross-validated trial: one ``tune.report`` per fold with the fold progress as its
+    checkpoint; a restored trial (retry, ``--resume``) continues after its last fold."""
+    restored = tune.get_checkpoint()
+    progress = FoldProgress()
+    if restored is not None:
+        with restored.as_directory() as directory:
+            progress = load_progress(directory)
+
+    def on_fold(report: dict[str, Any], progress: FoldProgress) -> None:
+        with tempfile.TemporaryDirectory(prefix="mammo-ray-folds-") as directory:
+            save_progress(directory, progress, config, data.manifest.key)
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    race_folds(config, data, on_fold, progress)
 
 
 PROGRESS_COLUMNS = {
+    "fold": "fold",
     "epoch": "epoch",
     "train_loss": "loss",
     "val_accuracy": "val acc",
@@ -131,6 +163,23 @@ class TrialRunsCallback(MLflowLoggerCallback):
         super().__init__(**kwargs)
         self.space = space
 
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
+        """Log the result; a cross-validated trial's fold ``k`` (0-based, as ``train cv`` names
+        folds) also gets its per-epoch curves, as ``fold_<k>/<metric>`` at step ``epoch``."""
+        curves = json.loads(result.get("curves") or "[]")
+        run_id = self._trial_runs[trial]
+        for epoch in curves:
+            self.mlflow_util.log_metrics(
+                run_id=run_id,
+                metrics_to_log={
+                    f"fold_{result['fold'] - 1}/{k}": v for k, v in epoch.items() if k != "epoch"
+                },
+                step=int(epoch["epoch"]),
+            )
+        super().log_trial_result(
+            iteration, trial, {k: v for k, v in result.items() if k != "curves"}
+        )
+
     def log_trial_start(self, trial: Trial) -> None:
         new = trial not in self._trial_runs
         super().log_trial_start(trial)
@@ -172,7 +221,7 @@ def tune_objects(
             metric=settings.metric,
             mode=settings.mode,
             time_attr="training_iteration",
-            max_t=settings.max_epochs,
+            max_t=settings.max_t,
             grace_period=settings.grace_period,
             reduction_factor=settings.reduction_factor,
         )
