@@ -81,11 +81,12 @@ def _trials(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _spearman(rows: dict[str, dict[str, Any]]) -> float | None:
+def _spearman(rows: dict[str, dict[str, Any]], folds: int) -> float | None:
+    """Spearman's rho of selection value and test bacc over the trials that ran every fold."""
     pairs = [
         (r["selection"], r["test"])
         for r in rows.values()
-        if None not in (r["selection"], r["test"])
+        if None not in (r["selection"], r["test"]) and r["folds"] in (None, folds)
     ]
     if len(pairs) < 3:
         return None
@@ -125,7 +126,7 @@ def main() -> None:
             "best_config": _config_key(best),
             "best_selection": best["best"][METRIC],
             "best_test": rows[_config_key(best)]["test"] or float("nan"),
-            "spearman_selection_vs_test": _spearman(rows),
+            "spearman_selection_vs_test": _spearman(rows, args.folds),
             "trials": rows,
         }
     ratio = arms["cv_race"]["trial_epochs"] / arms["cv_all"]["trial_epochs"]

@@ -30,6 +30,8 @@ __all__ = [
     "LimeFile",
     "AuditRow",
     "AuditFile",
+    "FoldLeakage",
+    "AuditFoldsFile",
     "CacheManifestFile",
     "check",
     "read_checked",
@@ -210,6 +212,21 @@ class AuditRow(_Contract):
 
 class AuditFile(RootModel[list[AuditRow]]):
     """``audit.json``: one row per split protocol."""
+
+
+class FoldLeakage(_Contract):
+    """One fold of ``audit_folds.json`` (:func:`mammo_ray.learn.splits.fold_leakage`)."""
+
+    fold: Count
+    films: Count
+    patients: Count
+    patients_in_other_folds: Count
+    films_with_partner_in_training: Count
+
+
+class AuditFoldsFile(RootModel[dict[str, list[FoldLeakage]]]):
+    """``audit_folds.json``: per protocol name, what each cross-validation fold shares with the
+    folds that train its model."""
 
 
 class RoiEntry(_Contract):

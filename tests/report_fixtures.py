@@ -279,6 +279,20 @@ def write_search_dir(
             _audit_row("paper", 0.875, 0.8, 0.75, (0.75, 0.95), (0.7, 0.9), 21),
         ]
         (root / "audit.json").write_text(json.dumps(rows), encoding="utf-8")
+        folds = {
+            name: [
+                {
+                    "fold": k,
+                    "films": 4,
+                    "patients": 3,
+                    "patients_in_other_folds": shared,
+                    "films_with_partner_in_training": shared,
+                }
+                for k in range(2)
+            ]
+            for name, shared in (("paper (image-level folds)", 2), ("patient (grouped folds)", 0))
+        }
+        (root / "audit_folds.json").write_text(json.dumps(folds), encoding="utf-8")
     if quality:
         _quality().to_csv(root / "quality.csv", index=False, float_format="%.4f")
     return root

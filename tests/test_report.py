@@ -221,6 +221,12 @@ def test_audit_and_quality_tables(report):
         "21", "0",
     ]  # fmt: skip
     assert audit["patient"][1] == "no" and audit["patient"][6] == "0"
+    section = _section(text, "Leakage audit")
+    folds = _rows(section[section.index("| Folds") :])
+    assert folds == {
+        "paper (image-level folds)": ["2/3", "2/3", "4"],
+        "patient (grouped folds)": ["0/3", "0/3", "0"],
+    }
     quality = _section(text, "Enhancement quality")
     enhancement = _rows(quality)
     assert enhancement["none"][0] == "inf (identity)"

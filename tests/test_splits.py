@@ -13,6 +13,7 @@ from mammo_ray.learn.splits import (
     Split,
     SplitConfig,
     cross_validation,
+    fold_leakage,
     kfold_splits,
     leakage_report,
     make_split,
@@ -82,6 +83,23 @@ def test_paper_split_is_marked_leaky_and_leaks_where_it_must():
     assert report["leaky"] is True
     assert report["patients_train_test"] >= 1
     assert report["test_images_with_partner_in_train"] == len(split.test)
+
+
+def test_fold_leakage_shows_image_level_folds_sharing_patients_and_grouped_ones_not():
+    labels, patients, _ = _mias_like()
+    image = fold_leakage(labels, patients, 5, seed=0, by_patient=False)
+    grouped = fold_leakage(labels, patients, 5, seed=0, by_patient=True)
+    for rows in (image, grouped):
+        assert [r["fold"] for r in rows] == list(range(5))
+        assert sum(r["films"] for r in rows) == len(labels)
+    assert all(
+        r["patients_in_other_folds"] == r["films_with_partner_in_training"] == 0 for r in grouped
+    )
+    assert sum(r["patients"] for r in grouped) == len(set(patients))
+    # two films per patient in 5 random folds: the partner film lies elsewhere 4 times in 5
+    shared = sum(r["films_with_partner_in_training"] for r in image)
+    assert 0.7 * len(labels) < shared < 0.9 * len(labels)
+    assert all(0 < r["patients_in_other_folds"] <= r["patients"] for r in image)
 
 
 def test_paper_split_on_mias_like_data_shares_patients():

@@ -21,7 +21,7 @@ from mammo_ray.config import load_yaml, to_dict
 from mammo_ray.errors import ConfigError
 from mammo_ray.learn.checkpoint import load_checkpoint
 from mammo_ray.learn.config import SET_ALIASES, load_train_config
-from mammo_ray.learn.run import AUDIT_ARMS, main
+from mammo_ray.learn.run import AUDIT_ARMS, AUDIT_FOLD_PROTOCOLS, main
 from mammo_ray.preprocess.pipeline import PreprocessConfig, load_cache, run_preprocessing
 from mammo_ray.tracking import git_commit, global_tracking_uri
 from tests.data.mias_factory import mias_files, write_mias
@@ -264,8 +264,14 @@ def test_audit_prints_the_protocols_side_by_side(synthetic, tmp_path, capsys):
     out = tmp_path / "audit"
     argv = ["audit", "--config", str(PUBLISHED), "--data", str(archive), "--cache", str(cache)]
     assert run_cli(main, [*argv, "--out", str(out), *TINY, "--set", "augment.mode=none"]) == 0
-    table = capsys.readouterr().out.strip().splitlines()
-    assert table[0].startswith("protocol") and len(table) == 2 + len(AUDIT_ARMS)
+    printed = capsys.readouterr().out.strip().splitlines()
+    table, folds_lines = printed[: 2 + len(AUDIT_ARMS)], printed[2 + len(AUDIT_ARMS) :]
+    assert table[0].startswith("protocol") and len(folds_lines) == 1 + len(AUDIT_FOLD_PROTOCOLS)
+    folds = json.loads((out / "audit_folds.json").read_text())
+    image, grouped = (folds[name] for name in AUDIT_FOLD_PROTOCOLS)
+    assert sum(r["films_with_partner_in_training"] for r in image) > 0
+    assert sum(r["films_with_partner_in_training"] for r in grouped) == 0
+    assert folds_lines[1].startswith("  paper (image-level folds): patients also in another fold")
     rows = {row["arm"]: row for row in json.loads((out / "audit.json").read_text())}
     assert list(rows) == list(AUDIT_ARMS)
     paper, patient, first = (rows[name] for name in AUDIT_ARMS)
@@ -289,7 +295,7 @@ def test_audit_can_skip_the_augment_first_arm(synthetic, tmp_path, capsys):
     argv = ["audit", "--config", str(PUBLISHED), "--data", str(archive), "--cache", str(cache)]
     argv += ["--out", str(tmp_path / "audit"), *TINY, "--set", "augment.mode=none"]
     assert run_cli(main, [*argv, "--no-augment-first"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 2
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 2 + 3
 
 
 @pytest.mark.integration

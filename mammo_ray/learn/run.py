@@ -7,7 +7,9 @@ epoch's checkpoint by the selection metric on validation → evaluate it once on
 
 The audit trains one configuration under several splits (the paper's image-level split, the
 patient-level split and, optionally, x5 augmentation applied before an image-level split) and
-prints the test accuracies side by side.
+prints the test accuracies side by side; then it counts, for a k-fold cross-validation of every
+film, the patients each fold shares with the folds that train its model, with image-level folds
+(the paper's protocol) and patient-grouped ones (``audit_folds.json``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from tqdm import tqdm
 
 from mammo_ray.cli import check_outputs, data_options, resolve_data, text_table
 from mammo_ray.config import apply_overrides, from_dict, to_dict
-from mammo_ray.contracts import AuditFile, check
+from mammo_ray.contracts import AuditFile, AuditFoldsFile, check
+from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError
 from mammo_ray.files import write_json_atomic, write_text_atomic
 from mammo_ray.learn.best_epoch import keep_best_epoch
@@ -32,13 +35,21 @@ from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig, load_train_config
 from mammo_ray.learn.cv import format_cross_validation, run_cross_validation
 from mammo_ray.learn.evaluate import evaluate_and_log
-from mammo_ray.learn.splits import leakage_report, write_split
+from mammo_ray.learn.splits import fold_leakage, leakage_report, write_split
 from mammo_ray.learn.trial import TrialArrays, train_trial, trial_arrays
 from mammo_ray.plots import plot_training_curves
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.tracking import TrainingRun, tracking_uri
 
-__all__ = ["run_training", "AUDIT_ARMS", "run_audit", "format_audit"]
+__all__ = [
+    "run_training",
+    "AUDIT_ARMS",
+    "run_audit",
+    "format_audit",
+    "AUDIT_FOLD_PROTOCOLS",
+    "audit_folds",
+    "format_audit_folds",
+]
 
 
 def run_training(
@@ -170,7 +181,44 @@ def run_audit(
         rows.append({"arm": name, **summary})
     check(AuditFile, rows, out / "audit.json")
     write_json_atomic(out / "audit.json", rows)
+    folds = audit_folds(cfg, data)
+    check(AuditFoldsFile, folds, out / "audit_folds.json")
+    write_json_atomic(out / "audit_folds.json", folds, indent=1)
     return rows
+
+
+AUDIT_FOLD_PROTOCOLS = {"paper (image-level folds)": False, "patient (grouped folds)": True}
+"""The cross-validation protocols whose folds the audit compares: name -> by patient."""
+
+
+def audit_folds(cfg: TrainConfig, data: PreparedData) -> dict[str, list[dict[str, int]]]:
+    """``audit_folds.json``: ``cfg.split.folds``-fold cross-validation of every film under each
+    of :data:`AUDIT_FOLD_PROTOCOLS` (:func:`~mammo_ray.learn.splits.fold_leakage`, seeded with
+    ``cfg.split.seed``): what each fold shares with the folds that train its model."""
+    labels = [LABELS[i] for i in data.labels]
+    patients = data.patient_ids.tolist()
+    try:
+        return {
+            name: fold_leakage(
+                labels, patients, cfg.split.folds, cfg.split.seed, by_patient=by_patient
+            )
+            for name, by_patient in AUDIT_FOLD_PROTOCOLS.items()
+        }
+    except ValueError as exc:
+        raise ConfigError(f"audit folds (split.folds={cfg.split.folds}): {exc}") from None
+
+
+def format_audit_folds(folds: dict[str, list[dict[str, int]]]) -> str:
+    """One line per protocol: per fold, patients with a film in another fold / patients."""
+    lines = [f"{len(next(iter(folds.values())))}-fold cross-validation of every film:"]
+    for name, rows in folds.items():
+        shared = ", ".join(f"{r['patients_in_other_folds']}/{r['patients']}" for r in rows)
+        films = sum(r["films_with_partner_in_training"] for r in rows)
+        lines.append(
+            f"  {name}: patients also in another fold, per fold: {shared}; "
+            f"films whose partner film trained their model: {films}"
+        )
+    return "\n".join(lines)
 
 
 def format_audit(rows: list[dict[str, Any]]) -> str:
@@ -287,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=progress,
         )
         print(format_audit(rows))
+        print(format_audit_folds(json.loads((Path(args.out) / "audit_folds.json").read_text())))
         return 0
     summary = run_training(
         cfg, data, args.out, mlflow_uri=args.mlflow_uri, run_name="train", progress=progress

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from mammo_ray.errors import ConfigError
 from mammo_ray.files import write_text_atomic
@@ -56,6 +56,7 @@ __all__ = [
     "make_split",
     "cross_validation",
     "kfold_splits",
+    "fold_leakage",
     "leakage_report",
     "write_split",
     "read_split",
@@ -338,6 +339,51 @@ def cross_validation(
         n_folds=cfg.folds,
         repeats=cfg.repeats,
     )
+
+
+def fold_leakage(
+    labels: Sequence[str],
+    patient_ids: Sequence[int],
+    n_folds: int,
+    seed: int,
+    *,
+    by_patient: bool,
+) -> list[dict[str, int]]:
+    """What each fold of an ``n_folds``-fold cross-validation of every film shares with the
+    other folds, which train the model that predicts it.
+
+    ``by_patient=False`` carries the paper's image-level protocol to cross-validation:
+    stratified folds of films (:class:`~sklearn.model_selection.StratifiedKFold`);
+    ``by_patient=True``: the patient-grouped folds of :func:`kfold_splits`, where nothing is
+    shared. Per fold: ``films``, ``patients``, ``patients_in_other_folds`` (patients with a
+    film in this fold and one in another) and ``films_with_partner_in_training`` (this fold's
+    films whose patient has a film in another fold).
+
+    Raises
+    ------
+    ValueError : as :func:`kfold_splits`, or a class with fewer films than folds.
+    """
+    y, groups, _ = _encode(labels, patient_ids)
+    if by_patient:
+        tests = [np.asarray(s.test) for s in kfold_splits(labels, patient_ids, n_folds, seed)]
+    else:
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        tests = [test for _, test in folds.split(np.zeros(y.size), y)]
+    rows = []
+    for k, test in enumerate(tests):
+        outside = set(np.delete(groups, test).tolist())
+        partners = [int(g) in outside for g in groups[test]]
+        inside = set(groups[test].tolist())
+        rows.append(
+            {
+                "fold": k,
+                "films": int(test.size),
+                "patients": len(inside),
+                "patients_in_other_folds": len(inside & outside),
+                "films_with_partner_in_training": int(sum(partners)),
+            }
+        )
+    return rows
 
 
 def leakage_report(split: Split, patient_ids: Sequence[int]) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def write_report(storage: str | Path, out: str | Path | None = None) -> Path:
         inputs.quality,
         figures,
         resnet18_metrics=inputs.resnet18_metrics,
+        audit_folds=inputs.audit_folds,
     )
     write_text_atomic(out, text)
     return out

@@ -1,6 +1,6 @@
-"""What a report reads from a search directory, checked: ``search.json``, ``best/metrics.json``
-(and ``best_resnet18/metrics.json``),
-``explain/lime.json`` and ``audit.json`` against their models in :mod:`mammo_ray.contracts`, and
+"""What a report reads from a search directory, checked: ``search.json``,
+``best/metrics.json``, ``best_resnet18/metrics.json``, ``explain/lime.json``, ``audit.json``
+and ``audit_folds.json`` against their models in :mod:`mammo_ray.contracts`, and
 ``quality.csv``; a missing optional part is None, a malformed one a
 :class:`~mammo_ray.errors.ConfigError` naming the file and the key.
 """
@@ -13,7 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from mammo_ray.contracts import AuditFile, LimeFile, MetricsFile, SearchFile, read_checked
+from mammo_ray.contracts import (
+    AuditFile,
+    AuditFoldsFile,
+    LimeFile,
+    MetricsFile,
+    SearchFile,
+    read_checked,
+)
 from mammo_ray.errors import ConfigError
 
 __all__ = ["ReportInputs", "load_inputs"]
@@ -28,6 +35,7 @@ class ReportInputs:
     resnet18_metrics: dict[str, Any] | None
     lime: dict[str, Any] | None
     audit: list[dict[str, Any]] | None
+    audit_folds: dict[str, list[dict[str, Any]]] | None
     quality: pd.DataFrame | None
 
 
@@ -64,6 +72,7 @@ def load_inputs(storage: str | Path) -> ReportInputs:
         ("resnet18_metrics", "best_resnet18/metrics.json", MetricsFile),
         ("lime", "explain/lime.json", LimeFile),
         ("audit", "audit.json", AuditFile),
+        ("audit_folds", "audit_folds.json", AuditFoldsFile),
     ):
         path = storage / relative
         parts[name] = read_checked(model, path) if path.is_file() else None

@@ -110,6 +110,30 @@ def _audit_section(audit: Sequence[Mapping[str, Any]] | None) -> list[str]:
     ]
 
 
+def _audit_folds_section(folds: Mapping[str, Sequence[Mapping[str, Any]]] | None) -> list[str]:
+    """The audit's cross-validation folds: patients each fold shares with its training folds."""
+    if not folds:
+        return []
+    n_folds = max(len(rows) for rows in folds.values())
+    header = ["Folds", *(f"Fold {k}" for k in range(n_folds)), "Films whose partner trained"]
+    rows = [
+        [
+            name,
+            *(f"{r['patients_in_other_folds']}/{r['patients']}" for r in fold_rows),
+            sum(r["films_with_partner_in_training"] for r in fold_rows),
+        ]
+        for name, fold_rows in folds.items()
+    ]
+    return [
+        f"Cross-validating every film in {n_folds} folds: per fold, the patients who also have a "
+        "film in another fold (whose film then trains the model that predicts this one), of "
+        "the fold's patients.",
+        "",
+        *markdown_table(header, rows),
+        "",
+    ]
+
+
 def _mean_sd(row: Mapping[str, Any], metric: str) -> str:
     mean, sd = as_number(row.get(f"{metric}_mean")), as_number(row.get(f"{metric}_sd"))
     if mean is None:
@@ -176,6 +200,7 @@ def build_report(
     figures_dir: str | PurePosixPath,
     *,
     resnet18_metrics: Mapping[str, Any] | None = None,
+    audit_folds: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
     """The Markdown text of the report; reads and writes nothing.
 
@@ -191,6 +216,7 @@ def build_report(
     best_metrics : ``best/metrics.json`` (:func:`mammo_ray.learn.metrics.classification_metrics`).
     lime : ``explain/lime.json``. audit : ``audit.json`` rows. quality : ``quality.csv``.
     resnet18_metrics : ``best_resnet18/metrics.json`` (when another backbone won).
+    audit_folds : ``audit_folds.json`` (the audit's per-fold sharing of patients).
     figures_dir : folder of the figures, relative to the report.
 
     Returns
@@ -207,6 +233,7 @@ def build_report(
         *figure7_section(best_metrics, figures_dir),
         *figure8_section(lime, figures_dir),
         *_audit_section(audit),
+        *_audit_folds_section(audit_folds),
         *_quality_section(quality),
         *_failed_section(search),
         f"Paper: {PAPER_SOURCE}.",
