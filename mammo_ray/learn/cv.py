@@ -54,6 +54,7 @@ __all__ = [
     "FoldResult",
     "run_cross_validation",
     "out_of_fold",
+    "fit_fold",
     "fold_summary",
     "normal_vs_abnormal_auc",
     "format_cross_validation",
@@ -176,17 +177,35 @@ def _train_fold(
             disable=not where.progress,
             file=sys.stderr,
         ) as bar:
-            result = train_trial(
-                to_dict(cfg), data, keep_best_epoch(cfg, fold_dir / "model.pt", run, bar), fold=k
-            )
-        plot_training_curves(result["history"], fold_dir / "curves.png")
-        model = load_trained(fold_dir / "model.pt").model
-        rows = np.asarray(cv.folds[k].test, dtype=np.int64)
-        proba = predict_images(model, arrays.images[rows])
-        metrics = validation_metrics(proba, arrays.labels[rows])
-        run.log_metrics({f"heldout_{key}": value for key, value in metrics.items()})
+            fold, history = fit_fold(cfg, data, arrays, cv, k, fold_dir / "model.pt", run, bar)
+        plot_training_curves(history, fold_dir / "curves.png")
+        run.log_metrics({f"heldout_{key}": value for key, value in fold.metrics.items()})
         run.log_artifacts([fold_dir / "curves.png"])
-    return FoldResult(k, rows, proba, metrics, int(result["best"]["epoch"]), model)
+    return fold
+
+
+def fit_fold(
+    cfg: TrainConfig,
+    data: PreparedData,
+    arrays: TrialArrays,
+    cv: CrossValidation,
+    k: int,
+    best_path: Path,
+    run: TrainingRun | None = None,
+    bar: tqdm | None = None,
+) -> tuple[FoldResult, list[dict[str, Any]]]:
+    """Train fold ``k`` (:func:`~mammo_ray.learn.trial.train_trial`), keep its best epoch at
+    ``best_path`` (:func:`~mammo_ray.learn.best_epoch.keep_best_epoch`, logging to ``run`` and
+    advancing ``bar`` when given) and predict the fold's held-out part with it: the fold and
+    its per-epoch history."""
+    result = train_trial(to_dict(cfg), data, keep_best_epoch(cfg, best_path, run, bar), fold=k)
+    model = load_trained(best_path).model
+    rows = np.asarray(cv.folds[k].test, dtype=np.int64)
+    proba = predict_images(model, arrays.images[rows])
+    metrics = validation_metrics(proba, arrays.labels[rows])
+    return FoldResult(k, rows, proba, metrics, int(result["best"]["epoch"]), model), result[
+        "history"
+    ]
 
 
 def fold_summary(folds: list[FoldResult]) -> dict[str, Any]:

@@ -27,19 +27,17 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mammo_ray.config import from_dict, to_dict
+from mammo_ray.config import from_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CheckpointError, ConfigError
 from mammo_ray.files import write_json_atomic
-from mammo_ray.learn.best_epoch import keep_best_epoch
 from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
-from mammo_ray.learn.cv import FOLD_MEASURES, FoldResult, fold_summary, out_of_fold
+from mammo_ray.learn.cv import FOLD_MEASURES, FoldResult, fit_fold, fold_summary, out_of_fold
 from mammo_ray.learn.ensemble import FoldEnsemble
-from mammo_ray.learn.evaluate import predict_images
 from mammo_ray.learn.metrics import patient_bootstrap_ci
 from mammo_ray.learn.splits import cross_validation
-from mammo_ray.learn.trial import train_trial, trial_arrays, validation_metrics
+from mammo_ray.learn.trial import trial_arrays, validation_metrics
 from mammo_ray.learn.weights import READ_ERRORS
 from mammo_ray.preprocess.prepared import PreparedData
 
@@ -86,9 +84,8 @@ def race_folds(
     ``images_per_s`` (mean over its epochs) and ``curves`` (its per-epoch metrics, as a JSON
     text: loggers that take numbers only pass over it).
 
-    Each fold trains with :func:`~mammo_ray.learn.trial.train_trial` and keeps its best epoch
-    by the selection metric on the fold's inner validation part; that model predicts the fold's
-    held-out part.
+    Each fold is :func:`~mammo_ray.learn.cv.fit_fold`: its best epoch by the selection metric
+    on the fold's inner validation part predicts the fold's held-out part.
 
     Raises
     ------
@@ -107,21 +104,14 @@ def race_folds(
         raise ConfigError(f"{progress.done} folds done, but the config has {len(cv.folds)}")
     for k in range(progress.done, len(cv.folds)):
         with tempfile.TemporaryDirectory(prefix="mammo-ray-fold-") as tmp:
-            best_path = Path(tmp) / "model.pt"
-            result = train_trial(to_dict(cfg), data, keep_best_epoch(cfg, best_path), fold=k)
-            model = load_trained(best_path).model
-        rows = np.asarray(cv.folds[k].test, dtype=np.int64)
-        proba = predict_images(model, arrays.images[rows])
-        metrics = validation_metrics(proba, arrays.labels[rows])
-        fold = FoldResult(k, rows, proba, metrics, int(result["best"]["epoch"]), model)
+            fold, history = fit_fold(cfg, data, arrays, cv, k, Path(tmp) / "model.pt")
         progress = FoldProgress((*progress.folds, fold))
         report = fold_report(progress, arrays.labels, arrays.patient_ids, len(cv.folds), cfg.seed)
-        history = result["history"]
         on_fold(
             report
             | {
                 "fold_epochs": len(history),
-                "train_loss": result["best"]["train_loss"],
+                "train_loss": history[fold.best_epoch - 1]["train_loss"],
                 "images_per_s": float(np.mean([h["images_per_s"] for h in history])),
                 "curves": json.dumps(history),
             },

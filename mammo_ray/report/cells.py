@@ -29,6 +29,7 @@ __all__ = [
     "trial_failed",
     "ran_every_fold",
     "scored_trials",
+    "rank_key",
     "best_of",
     "table_backbones",
     "backbone_name",
@@ -116,14 +117,15 @@ def scored_trials(search: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def best_of(search: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> Mapping | None:
-    if not trials:
-        return None
+def rank_key(search: Mapping[str, Any], trial: Mapping[str, Any]) -> tuple[float, float]:
+    """Sort key of a scored trial, higher is better: folds run (cross-validated trials), then
+    the search metric, negated for ``mode: min`` (the search's own ranking)."""
     sign = -1.0 if search.get("mode") == "min" else 1.0
-    return max(
-        trials,
-        key=lambda t: (best_value(t, "fold") or 0.0, sign * best_value(t, search["metric"])),
-    )
+    return best_value(trial, "fold") or 0.0, sign * (best_value(trial, search["metric"]) or 0.0)
+
+
+def best_of(search: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> Mapping | None:
+    return max(trials, key=lambda t: rank_key(search, t)) if trials else None
 
 
 def table_backbones(search: Mapping[str, Any]) -> list[str]:

@@ -15,7 +15,6 @@ from mammo_ray.report.cells import (
     DASH,
     NOT_RUN,
     as_number,
-    best_of,
     best_value,
     figure_link,
     interval_text,
@@ -23,6 +22,7 @@ from mammo_ray.report.cells import (
     metric_text,
     percent,
     ran_every_fold,
+    rank_key,
     scored_trials,
     trial_params,
 )
@@ -88,12 +88,8 @@ def _mean_sd(trial: Mapping[str, Any], measure: str) -> str:
 
 
 def _ranked(search: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Scored trials best first (as :func:`~mammo_ray.report.cells.best_of` ranks them)."""
-    ranked, rest = [], scored_trials(search)
-    while rest:
-        ranked.append(best_of(search, rest))
-        rest = [t for t in rest if t is not ranked[-1]]
-    return ranked
+    """Scored trials best first (:func:`~mammo_ray.report.cells.rank_key`)."""
+    return sorted(scored_trials(search), key=lambda t: rank_key(search, t), reverse=True)
 
 
 def _test_cells(trial: Mapping[str, Any], metrics: Mapping[str, Any] | None) -> list[str]:

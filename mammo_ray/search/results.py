@@ -4,6 +4,7 @@ top-trials table, and each trial's best checkpoint in its MLflow child run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ __all__ = [
     "failures",
     "child_runs",
     "end_interrupted_children",
-    "best_result",
+    "trial_rank",
+    "best_trial",
     "best_checkpoint",
     "log_trial_checkpoints",
     "print_top_trials",
@@ -111,31 +113,23 @@ def end_interrupted_children(parent: TrainingRun) -> None:
             parent.client.set_terminated(run.info.run_id, "KILLED")
 
 
-def best_result(
-    results: ResultGrid, metric: str, mode: str, backbone: str | None = None
-) -> Result | None:
-    """The search's best trial (of ``backbone``, when given), None when none reported.
+def trial_rank(trial: dict[str, Any], metric: str, mode: str) -> tuple[int, float]:
+    """Sort key of a trial record, higher is better: a cross-validated trial's folds run, then
+    its ``metric`` (negated for ``mode: min``), so one stopped after a lucky first fold never
+    outranks one scored out of fold over every fold."""
+    best = trial["best"]
+    return int(best.get("fold", 0)), (1.0 if mode == "max" else -1.0) * best[metric]
 
-    A trial that reports per epoch is scored by its best epoch. A cross-validated trial reports
-    per fold: it is scored by its last report, and trials that ran more folds come first, so
-    one stopped after a lucky first fold never beats one scored out of fold over all folds.
-    """
-    sign = 1.0 if mode == "max" else -1.0
-    candidates = []
-    for result in results:
-        if backbone is not None and result.config.get("model.backbone") != backbone:
-            continue
-        frame = result.metrics_dataframe
-        if frame is None or metric not in frame or frame[metric].isna().all():
-            continue
-        if "fold" in frame:
-            last = frame.dropna(subset=[metric]).iloc[-1]
-            candidates.append(((float(last["fold"]), sign * float(last[metric])), result))
-        else:
-            values = frame[metric]
-            best = values.max() if mode == "max" else values.min()
-            candidates.append(((0.0, sign * float(best)), result))
-    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+def best_trial(
+    trials: list[dict[str, Any]],
+    metric: str,
+    mode: str,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any] | None:
+    """The best of the trial records that reported (and pass ``keep``), by :func:`trial_rank`."""
+    scored = [t for t in trials if t["best"] is not None and (keep is None or keep(t))]
+    return max(scored, key=lambda t: trial_rank(t, metric, mode)) if scored else None
 
 
 def best_checkpoint(result: Result, metric: str, mode: str) -> Checkpoint | None:
@@ -172,8 +166,7 @@ def print_top_trials(trials: list[dict[str, Any]], metric: str, mode: str, n: in
     """The ``n`` best trials by ``metric`` as a text table (cross-validated trials that ran more
     folds first), then the failed trials' errors."""
     ok = [t for t in trials if t["best"] is not None]
-    sign = 1.0 if mode == "max" else -1.0
-    ok.sort(key=lambda t: (t["best"].get("fold", 0), sign * t["best"][metric]), reverse=True)
+    ok.sort(key=lambda t: trial_rank(t, metric, mode), reverse=True)
     cv = any("fold" in t["best"] for t in ok)
     rows = [
         (

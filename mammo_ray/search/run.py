@@ -53,7 +53,7 @@ from mammo_ray.search.held_out import test_every_trial
 from mammo_ray.search.interrupt import graceful_stop
 from mammo_ray.search.results import (
     best_checkpoint,
-    best_result,
+    best_trial,
     end_interrupted_children,
     log_trial_checkpoints,
     print_top_trials,
@@ -383,12 +383,19 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
             f"the time budget ({budget:.0f} s) ended the search: {len(trials)} trials ran, "
             f"{cut} of them cut before their first result"
         )
-    for name, backbone in (("best", None), ("best_resnet18", "resnet18")):
-        best = best_result(results, settings.metric, settings.mode, backbone)
-        checkpoint = None if best is None else best_checkpoint(best, settings.metric, settings.mode)
-        if checkpoint is None or (name != "best" and Path(best.path).name == summary["best_trial"]):
+    by_id = {Path(r.path).name: r for r in results}
+
+    def is_resnet18(trial: dict[str, Any]) -> bool:
+        return trial["params"].get("model.backbone", base.model.backbone) == "resnet18"
+
+    for name, keep in (("best", None), ("best_resnet18", is_resnet18)):
+        best = best_trial(trials, settings.metric, settings.mode, keep)
+        if best is None or (name != "best" and best["trial_id"] == summary["best_trial"]):
             continue
-        summary[f"{name}_trial"] = Path(best.path).name
+        checkpoint = best_checkpoint(by_id[best["trial_id"]], settings.metric, settings.mode)
+        if checkpoint is None:
+            continue
+        summary[f"{name}_trial"] = best["trial_id"]
         try:
             finish_best(
                 checkpoint,
