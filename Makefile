@@ -44,6 +44,7 @@ bench: venv
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/search_bench.py --data "$(DATA)"
 	$(PY) benchmarks/cv_bench.py --data "$(DATA)"
+	$(PY) benchmarks/score_map_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

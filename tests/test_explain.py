@@ -15,13 +15,14 @@ from mammo_ray.config import to_dict
 from mammo_ray.data.mias import load_mias
 from mammo_ray.data.mias_info import LABELS, MiasRecord, RoiCircle
 from mammo_ray.errors import ConfigError
-from mammo_ray.explain.circles import input_circles, map_circles, positive_weight_in_circles
+from mammo_ray.explain.circles import input_circles, positive_weight_in_circles
 from mammo_ray.explain.command import format_table, main
 from mammo_ray.explain.figure import explanation_figure
 from mammo_ray.explain.lime_images import explain_images, select_images
 from mammo_ray.explain.superpixels import slic_superpixels
 from mammo_ray.learn.checkpoint import save_checkpoint
 from mammo_ray.learn.models import ModelConfig, build_model
+from mammo_ray.preprocess.frames import map_circles
 from mammo_ray.preprocess.pipeline import (
     CacheManifest,
     PreprocessConfig,

@@ -216,6 +216,7 @@ _TABLES = st.lists(
 @given(_TABLES, st.sampled_from([".tar", ".zip"]))
 @example([("Info.txt", 1 << 40)], ".tar")
 @example([("a", 10)] * 21, ".zip")
+@example([(".", 1 << 60)], ".tar")
 def test_archive_member_tables(members, suffix):
     maker = _zip_bytes if suffix == ".zip" else _tar_bytes
     try:

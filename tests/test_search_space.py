@@ -94,6 +94,11 @@ def _write(tmp_path, text: str) -> Path:
         ("grid:\n  segmentation: []\n", "non-empty list"),
         ("search:\n  time_budget_s: -60\n", "time_budget_s must be > 0 seconds"),
         ("search:\n  max_failures: -1\n", "max_failures must be >= 0"),
+        (
+            "fixed:\n  input.mode: radiomics\n  input_size: 1024\n  segmentation: false\n"
+            "  preprocess.sizes: [1024]\n",
+            "input.mode radiomics: the search trains whole-film networks",
+        ),
     ],
 )
 def test_bad_spaces_name_the_key(tmp_path, text, message):

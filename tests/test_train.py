@@ -21,8 +21,8 @@ from mammo_ray.learn.models import ModelConfig, build_model
 from mammo_ray.learn.trial import (
     TrainingDiverged,
     _class_weights,
-    _steps_per_epoch,
     improves,
+    steps_per_epoch,
     train_trial,
     trial_arrays,
     validation_metrics,
@@ -282,7 +282,7 @@ def test_class_weights_are_inverse_frequencies():
     ("n", "batch", "steps"), [(32, 16, 2), (33, 16, 2), (34, 16, 3), (1, 4, 1)]
 )
 def test_steps_per_epoch_drop_a_final_batch_of_one(n, batch, steps):
-    assert _steps_per_epoch(n, batch) == steps
+    assert steps_per_epoch(n, batch) == steps
 
 
 def test_predict_gives_probabilities(data):

@@ -226,12 +226,17 @@ def _tar_entries(
     path: Path, limits: ArchiveLimits, archive: tarfile.TarFile
 ) -> Iterator[tuple[str, tarfile.TarInfo]]:
     """``(safe name, header)`` of each entry of a streamed tar, every regular file admitted by
-    the limits before the stream moves past its header."""
+    the limits before the stream moves past its header. Every other entry's claimed size is
+    held to the per-file limit too: the stream would otherwise read past it byte by byte (a
+    header ``.`` claiming 2^60 bytes hung the reader)."""
     budget = _Budget(path, limits)
+    sizes = _Budget(path, limits, totals=False)
     for info in archive:
         name = _safe_name(path, info.name)
         if info.isreg() and name:
             budget.admit(name, info.size)
+        else:
+            sizes.admit(name or info.name, info.size)
         yield name, info
 
 

@@ -17,6 +17,7 @@ from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
 from mammo_ray.explain.lime_images import explain_images, select_images
 from mammo_ray.learn.checkpoint import load_trained
+from mammo_ray.learn.trial import input_images
 from mammo_ray.preprocess.prepared import prepare_data
 
 __all__ = ["explain_checkpoint", "format_table"]
@@ -39,9 +40,9 @@ def explain_checkpoint(
     """Explain a checkpoint's predictions on some images of a dataset (see :func:`explain_images`).
 
     The images are taken from the preprocessing cache of the checkpoint's own config (made
-    if missing, :func:`mammo_ray.preprocess.prepared.prepare_data`), the array the model
-    was trained on (``cfg.input_array``); which ones, :func:`select_images`. The circles are
-    mapped by :func:`input_circles`.
+    if missing, :func:`mammo_ray.preprocess.prepared.prepare_data`), the films the model
+    was trained on (:func:`~mammo_ray.learn.trial.input_images`); which ones,
+    :func:`select_images`. The circles are mapped by :func:`input_circles`.
 
     Raises
     ------
@@ -64,7 +65,7 @@ def explain_checkpoint(
     records = [data.manifest.records[i] for i in rows]
     return explain_images(
         model,
-        data.array(cfg.input_array)[rows],
+        input_images(cfg, data)[rows],
         records,
         out_dir,
         num_samples=num_samples,

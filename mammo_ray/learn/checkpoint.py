@@ -21,13 +21,14 @@ from mammo_ray.config import from_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CheckpointError, ConfigError
 from mammo_ray.files import atomic_path
-from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.config import PatchConfig, TrainConfig
 from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.inference import select_device
 from mammo_ray.learn.models import (
     ModelConfig,
     build_model,
 )
+from mammo_ray.learn.score_maps import ScoreMapModel
 from mammo_ray.learn.weights import (
     READ_ERRORS,
     first_line,
@@ -175,10 +176,8 @@ def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Mo
         cfg = from_dict(ModelConfig, {**section, "pretrained": "none"}, where=f"{source}: model")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
-    model: nn.Module = build_model(cfg, num_classes=len(ckpt.labels))
-    if ckpt.members > 1:
-        others = [build_model(cfg, num_classes=len(ckpt.labels)) for _ in range(ckpt.members - 1)]
-        model = FoldEnsemble([model, *others])
+    members = [_member(cfg, ckpt, source) for _ in range(ckpt.members)]
+    model = members[0] if ckpt.members == 1 else FoldEnsemble(members)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     mismatch = first_mismatch(expected, ckpt.state_dict)
     if mismatch is not None:
@@ -188,6 +187,19 @@ def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Mo
         )
     model.load_state_dict(ckpt.state_dict, strict=True)
     return model.eval()
+
+
+def _member(cfg: ModelConfig, ckpt: Checkpoint, source: str) -> nn.Module:
+    """One model of the checkpoint's architecture: the backbone, run over the film as a
+    :class:`~mammo_ray.learn.score_maps.ScoreMapModel` when trained on patches."""
+    model = build_model(cfg, num_classes=len(ckpt.labels))
+    if (ckpt.config.get("input") or {}).get("mode") != "patch":
+        return model
+    try:
+        patch = from_dict(PatchConfig, ckpt.config.get("patch") or {}, where=f"{source}: patch")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    return ScoreMapModel(model, patch.size, patch.stride, patch.top_k)
 
 
 def _architecture(backbone: str, members: int) -> str:

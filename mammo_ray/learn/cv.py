@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import yaml
 from sklearn.metrics import roc_auc_score
-from torch import nn
 from tqdm import tqdm
 
 from mammo_ray.cli import text_table
@@ -55,6 +54,9 @@ __all__ = [
     "run_cross_validation",
     "out_of_fold",
     "fit_fold",
+    "write_folds",
+    "FoldRun",
+    "evaluate_rows",
     "fold_summary",
     "normal_vs_abnormal_auc",
     "format_cross_validation",
@@ -66,14 +68,16 @@ FOLD_MEASURES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 @dataclasses.dataclass(frozen=True)
 class FoldResult:
-    """One trained fold: its held-out rows, their probabilities, measures and model."""
+    """One trained fold: its held-out rows, their probabilities, measures and model (a torch
+    module, or a fitted scikit-learn classifier for the radiomics baseline, which has no
+    epochs: ``best_epoch`` None)."""
 
     index: int
     rows: np.ndarray
     proba: np.ndarray
     metrics: dict[str, float]
-    best_epoch: int
-    model: nn.Module
+    best_epoch: int | None
+    model: Any
 
 
 def run_cross_validation(
@@ -104,14 +108,14 @@ def run_cross_validation(
     cv = cross_validation(
         [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
     )
-    _write_folds(out / "folds.json", cv, arrays.image_ids)
+    write_folds(out / "folds.json", cv, arrays.image_ids)
     tags = data.identity | cfg.tags
     uri = tracking_uri(out, mlflow_uri)
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
         run.log_params(config)
         folds = [
             _train_fold(
-                cfg, data, arrays, cv, k, out, _FoldRun(uri, experiment, run, tags, progress)
+                cfg, data, arrays, cv, k, out, FoldRun(uri, experiment, run, tags, progress)
             )
             for k in range(len(cv.folds))
         ]
@@ -125,7 +129,7 @@ def run_cross_validation(
     return summary
 
 
-def _write_folds(path: Path, cv: CrossValidation, ids: list[str]) -> None:
+def write_folds(path: Path, cv: CrossValidation, ids: list[str]) -> None:
     """``folds.json``: the image ids of the outer test part and of every fold's parts."""
     write_json_atomic(
         path,
@@ -141,7 +145,7 @@ def _write_folds(path: Path, cv: CrossValidation, ids: list[str]) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _FoldRun:
+class FoldRun:
     """Where a fold's nested MLflow run goes, and whether it shows a progress bar."""
 
     uri: str
@@ -158,7 +162,7 @@ def _train_fold(
     cv: CrossValidation,
     k: int,
     out: Path,
-    where: _FoldRun,
+    where: FoldRun,
 ) -> FoldResult:
     """Train fold ``k`` (a nested MLflow run), keep its best epoch, predict its held-out part."""
     fold_dir = out / f"fold_{k}"
@@ -256,7 +260,9 @@ def _summarise(
 ) -> dict[str, Any]:
     """Out-of-fold evaluation, the ensemble checkpoint and its outer test evaluation."""
     rows, proba = out_of_fold(folds, len(arrays.labels))
-    oof = _evaluation(arrays, rows, proba, out / "oof", f"{cfg.model.backbone}, out of fold", cfg)
+    oof = evaluate_rows(
+        arrays, rows, proba, out / "oof", f"{cfg.model.backbone}, out of fold", cfg.seed
+    )
     ensemble = FoldEnsemble([f.model for f in folds])
     save_checkpoint(
         out / "model.pt",
@@ -269,7 +275,7 @@ def _summarise(
     if outer_test.size:
         test_proba = predict_images(ensemble, arrays.images[outer_test])
         title = f"{cfg.model.backbone}, fold ensemble, outer test"
-        test = _evaluation(arrays, outer_test, test_proba, out / "test", title, cfg)
+        test = evaluate_rows(arrays, outer_test, test_proba, out / "test", title, cfg.seed)
     summary = {
         "split": "cv",
         "folds": cfg.split.folds,
@@ -287,16 +293,16 @@ def _summarise(
     return summary
 
 
-def _evaluation(
+def evaluate_rows(
     arrays: TrialArrays,
     rows: np.ndarray,
     proba: np.ndarray,
     out_dir: Path,
     title: str,
-    cfg: TrainConfig,
+    seed: int,
 ) -> dict[str, Any]:
-    """:func:`write_evaluation` of ``rows``; the headline figures with their CIs, per-class
-    recall and the normal-vs-abnormal AUC."""
+    """:func:`write_evaluation` of ``rows`` of ``arrays``; the headline figures with their
+    CIs, per-class recall and the normal-vs-abnormal AUC."""
     labels = arrays.labels[rows]
     metrics = write_evaluation(
         proba,
@@ -305,7 +311,7 @@ def _evaluation(
         arrays.patient_ids[rows],
         out_dir,
         title=title,
-        seed=cfg.seed,
+        seed=seed,
     )
     return {
         "n": metrics["n"],
@@ -322,7 +328,12 @@ def format_cross_validation(summary: dict[str, Any]) -> str:
     outer test figures with their 95% CIs."""
     cv = summary["cross_validation"]
     rows = [
-        (f["fold"], f["n"], f["best_epoch"], *(f"{f[m]:.3f}" for m in FOLD_MEASURES))
+        (
+            f["fold"],
+            f["n"],
+            "-" if f["best_epoch"] is None else f["best_epoch"],
+            *(f"{f[m]:.3f}" for m in FOLD_MEASURES),
+        )
         for f in cv["per_fold"]
     ]
     rows.append(
@@ -337,6 +348,14 @@ def format_cross_validation(summary: dict[str, Any]) -> str:
         lines.append(
             f"{name}: n={result['n']} balanced accuracy {result['balanced_accuracy']:.3f} "
             f"(95% CI {lo:.3f}-{hi:.3f}), accuracy {result['accuracy']:.3f}, "
-            f"AUC normal vs abnormal {'n/a' if auc is None else f'{auc:.3f}'}"
+            f"AUC normal vs abnormal {'n/a' if auc is None else f'{auc:.3f}'}, recall "
+            + ", ".join(f"{label} {result['recall'][label]:.2f}" for label in LABELS)
+        )
+    localisation = summary.get("localisation") or {}
+    if localisation.get("top_window_hit") is not None:
+        lines.append(
+            f"localisation: the most abnormal window holds a MIAS circle's centre in "
+            f"{localisation['top_window_hit']:.0%} of {localisation['films']} abnormal films "
+            f"out of fold (a random window: {localisation['chance']:.0%})"
         )
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from mammo_ray.learn.metrics import (
     write_metrics_json,
     write_predictions_csv,
 )
-from mammo_ray.learn.trial import TrialArrays
+from mammo_ray.learn.trial import TrialArrays, input_images
 from mammo_ray.plots import plot_confusion_matrix
 from mammo_ray.preprocess.prepared import prepare_data
 from mammo_ray.tracking import TrainingRun
@@ -189,7 +189,7 @@ def evaluate_checkpoint(
     )
     return evaluate_arrays(
         model,
-        data.array(cfg.input_array),
+        input_images(cfg, data),
         data.labels,
         data.image_ids,
         data.patient_ids,

@@ -35,6 +35,8 @@ from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig, load_train_config
 from mammo_ray.learn.cv import format_cross_validation, run_cross_validation
 from mammo_ray.learn.evaluate import evaluate_and_log
+from mammo_ray.learn.patch_cv import run_patch_cv
+from mammo_ray.learn.radiomics_cv import run_radiomics_cv
 from mammo_ray.learn.splits import fold_leakage, leakage_report, write_split
 from mammo_ray.learn.trial import TrialArrays, train_trial, trial_arrays
 from mammo_ray.plots import plot_training_curves
@@ -306,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.folds is not None:
         raise ConfigError("--folds is for 'train cv'")
     cfg = load_train_config(args.config, overrides, args.epochs)
+    if cfg.input.mode != "whole" and args.command != "cv":
+        raise ConfigError(
+            f"input.mode {cfg.input.mode} is cross-validated: run 'python -m mammo_ray.train cv'"
+        )
     progress = not args.quiet
     data = prepare_data(
         cfg.preprocess,
@@ -316,13 +322,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=progress,
     )
     if args.command == "cv":
-        print(
-            format_cross_validation(
-                run_cross_validation(
-                    cfg, data, args.out, mlflow_uri=args.mlflow_uri, progress=progress
-                )
+        if cfg.input.mode == "radiomics":
+            summary = run_radiomics_cv(
+                cfg,
+                data,
+                args.out,
+                workers=args.workers,
+                mlflow_uri=args.mlflow_uri,
+                progress=progress,
             )
-        )
+        elif cfg.input.mode == "patch":
+            summary = run_patch_cv(
+                cfg, data, args.out, mlflow_uri=args.mlflow_uri, progress=progress
+            )
+        else:
+            summary = run_cross_validation(
+                cfg, data, args.out, mlflow_uri=args.mlflow_uri, progress=progress
+            )
+        print(format_cross_validation(summary))
         print(f"written: {Path(args.out).resolve()}")
         return 0
     if args.command == "audit":

@@ -55,6 +55,10 @@ __all__ = [
     "TrialArrays",
     "trial_arrays",
     "held_out_arrays",
+    "input_images",
+    "Fitter",
+    "run_epoch",
+    "steps_per_epoch",
     "TrainingState",
     "STATE_FILE",
     "load_training_state",
@@ -102,7 +106,7 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData, fold: int | None = None) 
         When the split is impossible (a class too small for the fractions), or ``fold`` is
         missing (cv) or given (another method) or out of range.
     """
-    images, labels = data.array(cfg.input_array), data.labels
+    images, labels = input_images(cfg, data), data.labels
     patients, image_ids = data.patient_ids, list(data.image_ids)
     source = np.arange(len(labels), dtype=np.int64)
     if cfg.augment_before_split:
@@ -115,6 +119,15 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData, fold: int | None = None) 
     return TrialArrays(
         images, labels, patients, image_ids, source, _split(cfg, labels, patients, fold)
     )
+
+
+def input_images(cfg: TrainConfig, data: PreparedData) -> np.ndarray:
+    """The films ``cfg`` reads: the cached ``cfg.input_array``; with ``input.mode: patch``,
+    with the background outside the breast mask (``cfg.breast_array``) set to 0."""
+    if cfg.input.mode == "patch":
+        inside = data.array(cfg.breast_array) > 0
+        return np.where(inside, data.array(cfg.input_array), 0).astype(np.uint8)
+    return data.array(cfg.input_array)
 
 
 def held_out_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
@@ -206,14 +219,14 @@ def improves(metric: str, value: float, best: float | None) -> bool:
     return value < best if metric == "loss" else value > best
 
 
-def _steps_per_epoch(n_images: int, batch_size: int) -> int:
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
     """``ceil(N / B)``, less a final batch of one image (batch norm cannot train on it)."""
     steps = math.ceil(n_images / batch_size)
     return steps - 1 if n_images % batch_size == 1 and steps > 1 else steps
 
 
 @dataclasses.dataclass
-class _Fitter:
+class Fitter:
     """The optimisation of one run: model, optimiser, schedule, loss, augmentation, seeds.
 
     Built once per trial by :meth:`build`; :meth:`train_epoch` makes one pass over the training
@@ -239,14 +252,14 @@ class _Fitter:
         train_labels: np.ndarray,
         device: torch.device,
         amp_dtype: torch.dtype | None,
-    ) -> _Fitter:
+    ) -> Fitter:
         """Seed torch with ``cfg.seed``, build the model (channels_last, on ``device``), the fused
         optimiser, the cosine schedule if asked, the (class-weighted) loss and the transforms."""
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, num_classes=len(LABELS)).to(device)
         model = model.to(memory_format=torch.channels_last)
         optimizer = _optimizer(cfg.optim, model.parameters())
-        steps = _steps_per_epoch(len(train_labels), cfg.batch_size)
+        steps = steps_per_epoch(len(train_labels), cfg.batch_size)
         scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
             if cfg.optim.schedule == "cosine"
@@ -408,6 +421,11 @@ def train_trial(
         On a bad config, a cache without the input array, or weights that cannot be had.
     """
     cfg = from_dict(TrainConfig, config, where="trial config")
+    if cfg.input.mode != "whole":
+        raise ConfigError(
+            f"input.mode {cfg.input.mode} is not trained by train_trial: run it with "
+            "'python -m mammo_ray.train cv'"
+        )
     device = select_device()
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads())
@@ -416,7 +434,7 @@ def train_trial(
     amp_dtype = autocast_dtype(cfg.precision, device)
     arrays = trial_arrays(cfg, data, fold)
     x_train, y_train, train_labels, x_val, y_val = _trial_tensors(cfg, arrays, device)
-    fitter = _Fitter.build(cfg, train_labels, device, amp_dtype)
+    fitter = Fitter.build(cfg, train_labels, device, amp_dtype)
     history: list[dict[str, Any]] = []
     if resume is not None:
         fitter.restore(resume.model_state, resume.fitter_state)
@@ -424,7 +442,7 @@ def train_trial(
     checkpoint_dir = Path(tempfile.mkdtemp(prefix="mammo-ray-ckpt-"))
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
-            metrics = _epoch(fitter, cfg, epoch, (x_train, y_train), (x_val, y_val))
+            metrics = run_epoch(fitter, cfg, epoch, (x_train, y_train), (x_val, y_val))
             history.append(metrics)
             path = save_checkpoint(
                 checkpoint_dir / "model.pt",
@@ -449,8 +467,8 @@ def train_trial(
     return {"best": best, "history": history, "split_method": split.method, "leaky": split.leaky}
 
 
-def _epoch(
-    fitter: _Fitter,
+def run_epoch(
+    fitter: Fitter,
     cfg: TrainConfig,
     epoch: int,
     train: tuple[torch.Tensor, torch.Tensor],

@@ -9,6 +9,8 @@ Per image (a pure function, :func:`preprocess_image`)::
                    segmented_<S> : the enhanced breast with background zeroed, cropped to the
                                    breast's bounding box, zero-padded to a centred square and
                                    resized to S x S                         ("with segmentation")
+                   breast_<S>    : the breast mask (255 inside, 0 outside) in the frame of
+                                   enhanced_<S>: the region patch and radiomics inputs sample
 
 Across images, :func:`run_preprocessing` reads the archive once on the driver, ships the raw
 PGM bytes through Ray Data (``map_batches`` over a pool of ``workers`` tasks, one CPU each) and
@@ -58,6 +60,7 @@ __all__ = [
     "PreprocessResult",
     "preprocess_image",
     "resize_square",
+    "mask_square",
     "cache_key",
     "run_preprocessing",
     "load_cache",
@@ -95,8 +98,9 @@ class PreprocessConfig:
             raise ValueError(f"sizes must not repeat, got {list(self.sizes)}")
 
     def array_names(self) -> list[str]:
-        """Names of the cached arrays: ``enhanced_<S>`` and ``segmented_<S>`` per size."""
-        return [f"{kind}_{s}" for s in self.sizes for kind in ("enhanced", "segmented")]
+        """Names of the cached arrays: ``enhanced_<S>``, ``segmented_<S>`` and ``breast_<S>``
+        per size."""
+        return [f"{kind}_{s}" for s in self.sizes for kind in ("enhanced", "segmented", "breast")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +178,14 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
+def mask_square(mask: np.ndarray, size: int) -> np.ndarray:
+    """A boolean mask as :func:`resize_square` places its image: uint8, 255 where at least half
+    of the pixels a target pixel covers are inside, else 0."""
+    return np.where(resize_square(mask.astype(np.uint8) * 255, size) >= 128, 255, 0).astype(
+        np.uint8
+    )
+
+
 def preprocess_image(
     image: np.ndarray,
     cfg: PreprocessConfig,
@@ -191,6 +203,7 @@ def preprocess_image(
     for size in cfg.sizes:
         arrays[f"enhanced_{size}"] = resize_square(enhanced, size)
         arrays[f"segmented_{size}"] = resize_square(segmentation.cropped, size)
+        arrays[f"breast_{size}"] = mask_square(segmentation.breast_mask, size)
     stats = {
         "breast_fraction": float(segmentation.breast_mask.mean()),
         "candidate_dice": candidate_dice(segmentation, circles) if circles else None,
@@ -199,8 +212,9 @@ def preprocess_image(
     return arrays, stats
 
 
-CACHE_FORMAT = "2"
-"""Version of the cache layout; format 2 added crop boxes and film shapes to the manifest."""
+CACHE_FORMAT = "3"
+"""Version of the cache layout; format 2 added crop boxes and film shapes to the manifest,
+format 3 the ``breast_<S>`` masks."""
 
 
 def cache_key(cfg: PreprocessConfig, fingerprint: str) -> str:

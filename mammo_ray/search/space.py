@@ -270,9 +270,14 @@ def _check_configs(space: SearchSpace) -> None:
     for where, values in checks:
         data = space.config_for(values)
         try:
-            from_dict(TrainConfig, data, where=f"{space.path}: {where}")
+            cfg = from_dict(TrainConfig, data, where=f"{space.path}: {where}")
         except ConfigError as exc:
             raise SearchSpaceError(str(exc)) from None
+        if cfg.input.mode != "whole":
+            raise SearchSpaceError(
+                f"{space.path}: {where}: input.mode {cfg.input.mode}: the search trains "
+                "whole-film networks; cross-validate it with 'python -m mammo_ray.train cv'"
+            )
 
 
 def _read_base(path: Path, data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from mammo_ray.preprocess.pipeline import (
     PreprocessConfig,
     cache_key,
     load_cache,
+    mask_square,
     preprocess_image,
     resize_square,
     run_preprocessing,
@@ -46,12 +47,24 @@ def test_preprocess_image_gives_every_array_and_stats():
     image[:, :140] = rng.integers(90, 160, (256, 140))
     cfg = PreprocessConfig(sizes=(32, 64))
     arrays, stats = preprocess_image(image, cfg, [(128.0, 60.0, 20.0)])
-    assert sorted(arrays) == ["enhanced_32", "enhanced_64", "segmented_32", "segmented_64"]
+    assert sorted(arrays) == [
+        f"{kind}_{size}" for kind in ("breast", "enhanced", "segmented") for size in (32, 64)
+    ]
     assert all(a.dtype == np.uint8 for a in arrays.values())
     assert arrays["segmented_64"].shape == (64, 64)
     assert 0.4 < stats["breast_fraction"] < 0.7
     assert 0.0 <= stats["candidate_dice"] <= 1.0
     assert preprocess_image(image, cfg)[1]["candidate_dice"] is None
+    breast = arrays["breast_64"] > 0
+    assert set(np.unique(arrays["breast_64"])) == {0, 255}
+    assert breast[:, :30].mean() > 0.9 and not breast[:, 40:].any()
+
+
+def test_mask_square_keeps_the_frame_of_resize_square():
+    mask = np.zeros((40, 80), bool)
+    mask[10:30, 0:20] = True
+    image = np.where(mask, 200, 0).astype(np.uint8)
+    np.testing.assert_array_equal(mask_square(mask, 40) > 0, resize_square(image, 40) >= 100)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +92,7 @@ def test_run_writes_a_cache_and_reuses_it(ray_local, synthetic_archive, tmp_path
     first = run_preprocessing(synthetic_archive, SMALL, out, image_shape=SHAPE)
     assert not first.reused and first.n_images == 12
     arrays, manifest = load_cache(first.cache_dir)
-    assert sorted(arrays) == ["enhanced_32", "segmented_32"]
+    assert sorted(arrays) == ["breast_32", "enhanced_32", "segmented_32"]
     assert arrays["enhanced_32"].shape == (12, 32, 32) and arrays["enhanced_32"].dtype == np.uint8
     assert {r.image_id: r.label for r in manifest.records} == DEFAULT_LABELS["paper"]
     assert manifest.preprocess_config() == SMALL

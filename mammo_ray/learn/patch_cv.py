@@ -1,0 +1,297 @@
+"""``train cv`` with ``input.mode: patch``: patch classifiers cross-validated by patient, their
+score maps aggregated to film probabilities on out-of-fold maps only.
+
+Per fold ``k`` (a nested MLflow run): :func:`~mammo_ray.learn.patch_trial.train_patch_trial` on
+the fold's training films, its best epoch (patch-level validation) kept as ``fold_k/model.pt``,
+then run over the fold's held-out films and the outer test films: their score maps and
+:data:`~mammo_ray.learn.score_maps.MAP_FEATURES`. Every cross-validated film thus has map
+features from a model that never saw it. The aggregation (multinomial logistic regression,
+:func:`~mammo_ray.learn.score_maps.fit_aggregation`) is then
+
+- evaluated out of fold by a second, patient-grouped 5-fold cross-validation over those
+  features (each film's probabilities come from an aggregation fitted without it): ``oof/``;
+- fitted on all of them and written into every fold model's ``head``: the fold ensemble
+  (``model.pt``, film in, probabilities out) that ``evaluate`` and ``explain`` take like any
+  model, evaluated once on the outer test part: ``test/``.
+
+``summary.json`` adds ``localisation``: over the abnormal out-of-fold films with a MIAS circle,
+the share whose most abnormal window (highest 1 - p_normal inside the breast) holds a circle's
+centre, and the share a window picked at random in the breast would reach (``chance``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from tqdm import tqdm
+
+from mammo_ray.config import to_dict
+from mammo_ray.data.mias_info import LABELS
+from mammo_ray.errors import ConfigError
+from mammo_ray.files import write_json_atomic, write_text_atomic
+from mammo_ray.learn.best_epoch import keep_best_epoch
+from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
+from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.cv import (
+    FOLD_MEASURES,
+    FoldResult,
+    FoldRun,
+    evaluate_rows,
+    fold_summary,
+    write_folds,
+)
+from mammo_ray.learn.ensemble import FoldEnsemble
+from mammo_ray.learn.inference import autocast_dtype
+from mammo_ray.learn.lesions import Circle, film_circles, window_centres
+from mammo_ray.learn.patch_trial import train_patch_trial
+from mammo_ray.learn.score_maps import (
+    ScoreMapModel,
+    aggregation_model,
+    fit_aggregation,
+    predict_maps,
+    set_head,
+)
+from mammo_ray.learn.splits import CrossValidation, cross_validation
+from mammo_ray.learn.trial import TrialArrays, trial_arrays, validation_metrics
+from mammo_ray.plots import plot_training_curves
+from mammo_ray.preprocess.prepared import PreparedData
+from mammo_ray.tracking import TrainingRun, tracking_uri
+
+__all__ = ["run_patch_cv", "top_window_hit", "aggregate_out_of_fold"]
+
+AGGREGATION_FOLDS = 5
+"""Folds of the second cross-validation that scores the aggregation out of fold."""
+
+
+def _contains(corner: np.ndarray, patch_size: int, circles: list[Circle]) -> np.ndarray:
+    """(...) bool: whether the window of top-left ``corner`` (..., 2) holds a circle's centre."""
+    hit = np.zeros(corner.shape[:-1], bool)
+    for row, col, _ in circles:
+        hit |= (
+            (corner[..., 0] <= row)
+            & (row < corner[..., 0] + patch_size)
+            & (corner[..., 1] <= col)
+            & (col < corner[..., 1] + patch_size)
+        )
+    return hit
+
+
+def top_window_hit(
+    proba: np.ndarray, inside: np.ndarray, circles: list[Circle], patch_size: int, stride: int
+) -> tuple[bool, float]:
+    """Whether the window of highest ``1 - p_normal`` inside the breast of a film's maps
+    (C, h, w) holds the centre of one of its lesion ``circles``; and the share of the breast's
+    windows that do (the hit rate of a window picked at random, chance)."""
+    score = np.where(inside, 1.0 - proba[LABELS.index("normal")], -1.0)
+    corners = window_centres(score.shape, patch_size, stride) - (patch_size - 1) / 2
+    holds = _contains(corners, patch_size, circles)
+    i, j = np.unravel_index(int(score.argmax()), score.shape)
+    return bool(holds[i, j]), float(holds[inside].mean()) if inside.any() else 0.0
+
+
+def aggregate_out_of_fold(
+    features: np.ndarray, labels: np.ndarray, patients: np.ndarray, seed: int
+) -> np.ndarray:
+    """(n, C) probabilities of each film from an aggregation fitted on the other films'
+    features (patient-grouped, class-stratified folds)."""
+    folds = StratifiedGroupKFold(AGGREGATION_FOLDS, shuffle=True, random_state=seed)
+    return cross_val_predict(
+        aggregation_model(seed),
+        features,
+        labels,
+        groups=patients,
+        cv=folds,
+        method="predict_proba",
+    ).astype(np.float32)
+
+
+class _PatchFold:
+    """One trained fold: its model, and map features of its held-out and outer test films."""
+
+    def __init__(self, index: int, model: ScoreMapModel, best_epoch: int, rows: np.ndarray):
+        self.index, self.model, self.best_epoch, self.rows = index, model, best_epoch, rows
+        self.features = np.zeros((0, 0))
+        self.test_features = np.zeros((0, 0))
+        self.hits: list[tuple[bool, float]] = []
+
+
+def _train_fold(
+    cfg: TrainConfig,
+    data: PreparedData,
+    arrays: TrialArrays,
+    cv: CrossValidation,
+    k: int,
+    out: Path,
+    where: FoldRun,
+) -> _PatchFold:
+    """Train fold ``k`` (a nested MLflow run) and load its best epoch."""
+    fold_dir = out / f"fold_{k}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    with TrainingRun(
+        where.uri,
+        experiment=where.experiment,
+        run_name=f"fold {k}",
+        tags=where.tags | {"fold": str(k)},
+        parent_run_id=where.parent.run_id,
+    ) as run:
+        with tqdm(
+            total=cfg.epochs,
+            unit="epoch",
+            desc=f"fold {k + 1}/{len(cv.folds)}",
+            disable=not where.progress,
+            file=sys.stderr,
+        ) as bar:
+            on_epoch = keep_best_epoch(cfg, fold_dir / "model.pt", run, bar)
+            result = train_patch_trial(to_dict(cfg), data, on_epoch, fold=k)
+        plot_training_curves(result["history"], fold_dir / "curves.png")
+        run.log_artifacts([fold_dir / "curves.png"])
+    model = load_trained(fold_dir / "model.pt").model
+    return _PatchFold(k, model, int(result["best"]["epoch"]), np.asarray(cv.folds[k].test))
+
+
+def _score_fold(
+    fold: _PatchFold,
+    arrays: TrialArrays,
+    circles: list[list[Circle]],
+    outer: np.ndarray,
+    amp_dtype: torch.dtype | None,
+) -> None:
+    """Map features of the fold's held-out and outer test films; localisation hits."""
+    proba, inside, fold.features = predict_maps(
+        fold.model, arrays.images[fold.rows], amp_dtype=amp_dtype
+    )
+    normal = LABELS.index("normal")
+    fold.hits = [
+        top_window_hit(p, w, circles[row], fold.model.patch_size, fold.model.stride)
+        for row, p, w in zip(fold.rows, proba, inside, strict=True)
+        if arrays.labels[row] != normal and circles[row]
+    ]
+    if outer.size:
+        fold.test_features = predict_maps(fold.model, arrays.images[outer], amp_dtype=amp_dtype)[2]
+
+
+def run_patch_cv(
+    cfg: TrainConfig,
+    data: PreparedData,
+    out_dir: str | Path,
+    *,
+    mlflow_uri: str | None = None,
+    experiment: str = "mammo_ray",
+    run_name: str = "train cv",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Cross-validate the patch model of ``cfg``; write the outputs of the module notes and
+    return ``summary.json``'s content (as :func:`~mammo_ray.learn.cv.run_cross_validation`).
+
+    Raises
+    ------
+    ConfigError
+        When ``cfg`` is not ``input.mode: patch`` with ``split.method: cv``.
+    """
+    if cfg.input.mode != "patch" or cfg.split.method != "cv":
+        raise ConfigError("run_patch_cv needs input.mode=patch and split.method=cv")
+    if cfg.split.repeats != 1:
+        raise ConfigError("input.mode patch cross-validates once: set split.repeats: 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    arrays = trial_arrays(cfg, data, 0)
+    cv = cross_validation(
+        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
+    )
+    write_folds(out / "folds.json", cv, arrays.image_ids)
+    circles = film_circles(data.manifest.records, cfg.input_size, data.manifest.film_shapes)
+    outer = np.asarray(cv.test, np.int64)
+    tags = data.identity | cfg.tags | {"input_mode": "patch"}
+    uri = tracking_uri(out, mlflow_uri)
+    with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
+        run.log_params(to_dict(cfg))
+        where = FoldRun(uri, experiment, run, tags, progress)
+        folds = []
+        for k in range(len(cv.folds)):
+            fold = _train_fold(cfg, data, arrays, cv, k, out, where)
+            amp_dtype = autocast_dtype(cfg.precision, next(fold.model.parameters()).device)
+            _score_fold(fold, arrays, circles, outer, amp_dtype)
+            folds.append(fold)
+        summary = _summarise(cfg, data, arrays, folds, outer, out, run)
+        summary["mlflow"] = {"uri": uri, "run_id": run.run_id}
+        write_json_atomic(out / "summary.json", summary)
+        run.log_artifacts([out / n for n in ("config.yaml", "folds.json", "summary.json")])
+        run.log_artifacts([out / "oof"], "oof")
+        run.log_artifacts([out / "model.pt"], "model")
+    return summary
+
+
+def _summarise(
+    cfg: TrainConfig,
+    data: PreparedData,
+    arrays: TrialArrays,
+    folds: list[_PatchFold],
+    outer: np.ndarray,
+    out: Path,
+    run: TrainingRun,
+) -> dict[str, Any]:
+    """Out-of-fold aggregation and evaluation, the ensemble checkpoint, the outer test."""
+    rows = np.concatenate([f.rows for f in folds])
+    features = np.concatenate([f.features for f in folds])
+    labels = arrays.labels[rows]
+    proba = aggregate_out_of_fold(features, labels, arrays.patient_ids[rows], cfg.seed)
+    oof = evaluate_rows(
+        arrays, rows, proba, out / "oof", f"{cfg.model.backbone} patches, out of fold", cfg.seed
+    )
+    aggregation = fit_aggregation(features, labels, cfg.seed)
+    for fold in folds:
+        set_head(fold.model, aggregation)
+    models = [f.model for f in folds]
+    save_checkpoint(
+        out / "model.pt",
+        models[0] if len(models) == 1 else FoldEnsemble(models),
+        config=to_dict(cfg),
+        labels=list(LABELS),
+        preprocess_key=data.manifest.key,
+    )
+    test = None
+    if outer.size:
+        test_proba = np.mean([aggregation.predict_proba(f.test_features) for f in folds], axis=0)
+        title = f"{cfg.model.backbone} patches, fold ensemble, outer test"
+        test = evaluate_rows(
+            arrays, outer, test_proba.astype(np.float32), out / "test", title, cfg.seed
+        )
+    start = np.cumsum([0] + [f.rows.size for f in folds])
+    results = [
+        FoldResult(
+            f.index,
+            f.rows,
+            proba[a:b],
+            validation_metrics(proba[a:b], labels[a:b]),
+            f.best_epoch,
+            f.model,
+        )
+        for f, a, b in zip(folds, start[:-1], start[1:], strict=True)
+    ]
+    hits = [hit for f in folds for hit in f.hits]
+    summary = {
+        "split": "cv",
+        "mode": "patch",
+        "folds": cfg.split.folds,
+        "repeats": cfg.split.repeats,
+        "out_of_fold": oof,
+        "cross_validation": fold_summary(results),
+        "test": test,
+        "localisation": {
+            "films": len(hits),
+            "top_window_hit": float(np.mean([h for h, _ in hits])) if hits else None,
+            "chance": float(np.mean([c for _, c in hits])) if hits else None,
+        },
+    }
+    run.log_metrics(
+        {f"oof_{k}": oof[k] for k in FOLD_MEASURES}
+        | ({f"test_{k}": test[k] for k in FOLD_MEASURES} if test else {})
+    )
+    return summary
