@@ -22,8 +22,10 @@ Outputs under ``--out``::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,9 @@ __all__ = [
     "out_of_fold",
     "fit_fold",
     "write_folds",
+    "start_cross_validation",
     "FoldRun",
+    "fold_run",
     "evaluate_rows",
     "fold_summary",
     "normal_vs_abnormal_auc",
@@ -101,18 +105,11 @@ def run_cross_validation(
     if cfg.split.method != "cv":
         raise ConfigError(f"train cv needs split.method=cv, got {cfg.split.method!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = to_dict(cfg)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    arrays = trial_arrays(cfg, data, 0)
-    cv = cross_validation(
-        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
-    )
-    write_folds(out / "folds.json", cv, arrays.image_ids)
+    arrays, cv = start_cross_validation(cfg, data, out)
     tags = data.identity | cfg.tags
     uri = tracking_uri(out, mlflow_uri)
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
-        run.log_params(config)
+        run.log_params(to_dict(cfg))
         folds = [
             _train_fold(
                 cfg, data, arrays, cv, k, out, FoldRun(uri, experiment, run, tags, progress)
@@ -127,6 +124,21 @@ def run_cross_validation(
         run.log_artifacts([out / "test"], "test")
         run.log_artifacts([out / "model.pt"], "model")
     return summary
+
+
+def start_cross_validation(
+    cfg: TrainConfig, data: PreparedData, out: Path
+) -> tuple[TrialArrays, CrossValidation]:
+    """The arrays and folds of ``cfg`` (``split.method: cv``), with ``config.yaml`` and
+    ``folds.json`` written under ``out``: how every ``train cv`` mode begins."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    arrays = trial_arrays(cfg, data, 0)
+    cv = cross_validation(
+        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
+    )
+    write_folds(out / "folds.json", cv, arrays.image_ids)
+    return arrays, cv
 
 
 def write_folds(path: Path, cv: CrossValidation, ids: list[str]) -> None:
@@ -155,6 +167,30 @@ class FoldRun:
     progress: bool
 
 
+@contextlib.contextmanager
+def fold_run(
+    where: FoldRun, k: int, n_folds: int, epochs: int
+) -> Iterator[tuple[TrainingRun, tqdm]]:
+    """Fold ``k``'s nested MLflow run and its progress bar of ``epochs`` epochs."""
+    with (
+        TrainingRun(
+            where.uri,
+            experiment=where.experiment,
+            run_name=f"fold {k}",
+            tags=where.tags | {"fold": str(k)},
+            parent_run_id=where.parent.run_id,
+        ) as run,
+        tqdm(
+            total=epochs,
+            unit="epoch",
+            desc=f"fold {k + 1}/{n_folds}",
+            disable=not where.progress,
+            file=sys.stderr,
+        ) as bar,
+    ):
+        yield run, bar
+
+
 def _train_fold(
     cfg: TrainConfig,
     data: PreparedData,
@@ -167,21 +203,8 @@ def _train_fold(
     """Train fold ``k`` (a nested MLflow run), keep its best epoch, predict its held-out part."""
     fold_dir = out / f"fold_{k}"
     fold_dir.mkdir(parents=True, exist_ok=True)
-    with TrainingRun(
-        where.uri,
-        experiment=where.experiment,
-        run_name=f"fold {k}",
-        tags=where.tags | {"fold": str(k)},
-        parent_run_id=where.parent.run_id,
-    ) as run:
-        with tqdm(
-            total=cfg.epochs,
-            unit="epoch",
-            desc=f"fold {k + 1}/{len(cv.folds)}",
-            disable=not where.progress,
-            file=sys.stderr,
-        ) as bar:
-            fold, history = fit_fold(cfg, data, arrays, cv, k, fold_dir / "model.pt", run, bar)
+    with fold_run(where, k, len(cv.folds), cfg.epochs) as (run, bar):
+        fold, history = fit_fold(cfg, data, arrays, cv, k, fold_dir / "model.pt", run, bar)
         plot_training_curves(history, fold_dir / "curves.png")
         run.log_metrics({f"heldout_{key}": value for key, value in fold.metrics.items()})
         run.log_artifacts([fold_dir / "curves.png"])

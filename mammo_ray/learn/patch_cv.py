@@ -21,20 +21,17 @@ centre, and the share a window picked at random in the breast would reach (``cha
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-from tqdm import tqdm
 
 from mammo_ray.config import to_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError
-from mammo_ray.files import write_json_atomic, write_text_atomic
+from mammo_ray.files import write_json_atomic
 from mammo_ray.learn.best_epoch import keep_best_epoch
 from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
@@ -43,8 +40,9 @@ from mammo_ray.learn.cv import (
     FoldResult,
     FoldRun,
     evaluate_rows,
+    fold_run,
     fold_summary,
-    write_folds,
+    start_cross_validation,
 )
 from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.inference import autocast_dtype
@@ -57,8 +55,8 @@ from mammo_ray.learn.score_maps import (
     predict_maps,
     set_head,
 )
-from mammo_ray.learn.splits import CrossValidation, cross_validation
-from mammo_ray.learn.trial import TrialArrays, trial_arrays, validation_metrics
+from mammo_ray.learn.splits import CrossValidation
+from mammo_ray.learn.trial import TrialArrays, validation_metrics
 from mammo_ray.plots import plot_training_curves
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.tracking import TrainingRun, tracking_uri
@@ -133,22 +131,9 @@ def _train_fold(
     """Train fold ``k`` (a nested MLflow run) and load its best epoch."""
     fold_dir = out / f"fold_{k}"
     fold_dir.mkdir(parents=True, exist_ok=True)
-    with TrainingRun(
-        where.uri,
-        experiment=where.experiment,
-        run_name=f"fold {k}",
-        tags=where.tags | {"fold": str(k)},
-        parent_run_id=where.parent.run_id,
-    ) as run:
-        with tqdm(
-            total=cfg.epochs,
-            unit="epoch",
-            desc=f"fold {k + 1}/{len(cv.folds)}",
-            disable=not where.progress,
-            file=sys.stderr,
-        ) as bar:
-            on_epoch = keep_best_epoch(cfg, fold_dir / "model.pt", run, bar)
-            result = train_patch_trial(to_dict(cfg), data, on_epoch, fold=k)
+    with fold_run(where, k, len(cv.folds), cfg.epochs) as (run, bar):
+        on_epoch = keep_best_epoch(cfg, fold_dir / "model.pt", run, bar)
+        result = train_patch_trial(to_dict(cfg), data, on_epoch, fold=k)
         plot_training_curves(result["history"], fold_dir / "curves.png")
         run.log_artifacts([fold_dir / "curves.png"])
     model = load_trained(fold_dir / "model.pt").model
@@ -199,13 +184,7 @@ def run_patch_cv(
     if cfg.split.repeats != 1:
         raise ConfigError("input.mode patch cross-validates once: set split.repeats: 1")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    arrays = trial_arrays(cfg, data, 0)
-    cv = cross_validation(
-        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
-    )
-    write_folds(out / "folds.json", cv, arrays.image_ids)
+    arrays, cv = start_cross_validation(cfg, data, out)
     circles = film_circles(data.manifest.records, cfg.input_size, data.manifest.film_shapes)
     outer = np.asarray(cv.test, np.int64)
     tags = data.identity | cfg.tags | {"input_mode": "patch"}

@@ -20,7 +20,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-import yaml
 from sklearn.base import ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -40,11 +39,11 @@ from mammo_ray.learn.cv import (
     evaluate_rows,
     fold_summary,
     out_of_fold,
-    write_folds,
+    start_cross_validation,
 )
 from mammo_ray.learn.radiomics import FEATURE_NAMES, film_features
-from mammo_ray.learn.splits import Split, cross_validation
-from mammo_ray.learn.trial import trial_arrays, validation_metrics
+from mammo_ray.learn.splits import Split
+from mammo_ray.learn.trial import validation_metrics
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.tracking import TrainingRun, tracking_uri
 
@@ -138,14 +137,8 @@ def run_radiomics_cv(
     if cfg.input.mode != "radiomics" or cfg.split.method != "cv":
         raise ConfigError("run_radiomics_cv needs input.mode=radiomics and split.method=cv")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     config = to_dict(cfg)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    arrays = trial_arrays(cfg, data, 0)
-    cv = cross_validation(
-        [LABELS[i] for i in arrays.labels], arrays.patient_ids.tolist(), cfg.split
-    )
-    write_folds(out / "folds.json", cv, arrays.image_ids)
+    arrays, cv = start_cross_validation(cfg, data, out)
     features = feature_table(
         arrays.images, data.array(cfg.breast_array), workers=workers, progress=progress
     )
