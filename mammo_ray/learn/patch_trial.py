@@ -43,10 +43,10 @@ from mammo_ray.learn.score_maps import ScoreMapModel, predict_maps
 from mammo_ray.learn.trial import (
     EpochCallback,
     Fitter,
-    improves,
     run_epoch,
     steps_per_epoch,
     trial_arrays,
+    trial_result,
 )
 from mammo_ray.preprocess.prepared import PreparedData
 
@@ -213,9 +213,4 @@ def train_patch_trial(
             on_epoch(history[-1], str(path))
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    key = f"val_{cfg.selection_metric}"
-    best = history[0]
-    for metrics in history[1:]:
-        if improves(cfg.selection_metric, metrics[key], best[key]):
-            best = metrics
-    return {"best": best, "history": history, "split_method": arrays.split.method, "leaky": False}
+    return trial_result(cfg, history, arrays.split)

@@ -65,6 +65,7 @@ __all__ = [
     "validation_metrics",
     "improves",
     "train_trial",
+    "trial_result",
 ]
 
 
@@ -458,12 +459,17 @@ def train_trial(
             on_epoch(metrics, str(path))
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return trial_result(cfg, history, arrays.split)
+
+
+def trial_result(cfg: TrainConfig, history: list[dict[str, Any]], split: Split) -> dict[str, Any]:
+    """What a training run returns: its best epoch by ``val_<selection_metric>`` (the first of
+    equals), every epoch's metrics, and the split's method and leakiness."""
     key = f"val_{cfg.selection_metric}"
     best: dict[str, Any] | None = None
     for metrics in history:
         if improves(cfg.selection_metric, metrics[key], None if best is None else best[key]):
             best = metrics
-    split = arrays.split
     return {"best": best, "history": history, "split_method": split.method, "leaky": split.leaky}
 
 
