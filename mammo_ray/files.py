@@ -11,14 +11,17 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mammo_ray.errors import ConfigError
 
 __all__ = [
     "atomic_path",
+    "write_features_csv",
     "write_text_atomic",
     "write_json_atomic",
     "check_writable_dir",
@@ -66,6 +69,17 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int = 2, **dumps: 
     """``json.dumps(data)`` first (data JSON cannot hold raise before any file exists), then
     :func:`write_text_atomic`; extra keywords go to :func:`json.dumps`."""
     return write_text_atomic(path, json.dumps(data, indent=indent, **dumps))
+
+
+def write_features_csv(
+    path: str | Path, image_ids: Sequence[str], values: np.ndarray, names: Sequence[str]
+) -> Path:
+    """A CSV of one row per film: ``image_id`` then ``values`` (N, F) as columns ``names``."""
+    lines = [",".join(["image_id", *names])]
+    lines += [
+        ",".join([i, *(f"{v:.6g}" for v in row)]) for i, row in zip(image_ids, values, strict=True)
+    ]
+    return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def check_writable_dir(path: str | Path, what: str) -> Path:

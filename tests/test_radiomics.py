@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from mammo_ray.cli import run_cli
 from mammo_ray.config import from_dict, to_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError
@@ -108,13 +107,6 @@ def test_radiomics_cv_learns_synthetic_lesions_and_writes_the_cv_outputs(tmp_pat
 def test_radiomics_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         from_dict(TrainConfig, RADIOMICS | changes)
-
-
-def test_radiomics_outside_cv_is_one_clear_error(tmp_path, capsys):
-    argv = ["--config", "search_spaces/radiomics.yaml", "--data", str(tmp_path / "x.tar.gz")]
-    assert run_cli(train_main, [*argv, "--out", str(tmp_path / "out")]) == 2
-    assert "train cv" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
 
 
 def test_train_trial_refuses_the_radiomics_mode():

@@ -16,8 +16,11 @@ from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
 from mammo_ray.explain.circles import input_circles
 from mammo_ray.explain.lime_images import explain_images, select_images
+from mammo_ray.explain.score_map_figure import write_score_map_figures
+from mammo_ray.learn.bilateral_maps import abnormal_maps
 from mammo_ray.learn.checkpoint import load_trained
-from mammo_ray.learn.trial import input_images
+from mammo_ray.learn.inference import autocast_dtype
+from mammo_ray.learn.trial import film_images, input_images
 from mammo_ray.preprocess.prepared import prepare_data
 
 __all__ = ["explain_checkpoint", "format_table"]
@@ -42,7 +45,10 @@ def explain_checkpoint(
     The images are taken from the preprocessing cache of the checkpoint's own config (made
     if missing, :func:`mammo_ray.preprocess.prepared.prepare_data`), the films the model
     was trained on (:func:`~mammo_ray.learn.trial.input_images`); which ones,
-    :func:`select_images`. The circles are mapped by :func:`input_circles`.
+    :func:`select_images`. The circles are mapped by :func:`input_circles`. A model of
+    patches also gets ``<image_id>_scoremap.png`` per image (its score map over the film,
+    :mod:`~mammo_ray.explain.score_map_figure`), listed under ``score_maps`` in the returned
+    dict (``lime.json``'s content otherwise).
 
     Raises
     ------
@@ -54,7 +60,7 @@ def explain_checkpoint(
         raise ConfigError("--images and --n exclude each other; pass one of them")
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
-    model, cfg, _ = load_trained(checkpoint)
+    model, cfg, device = load_trained(checkpoint)
     # Info.txt alone (no film decoded) checks the ids before any preprocessing is done.
     dataset = load_mias(data_path, scheme=cfg.preprocess.label_scheme)
     source = f"{data_path} under label scheme {cfg.preprocess.label_scheme}"
@@ -63,17 +69,23 @@ def explain_checkpoint(
     row = {image_id: i for i, image_id in enumerate(data.image_ids)}
     rows = [row[image_id] for image_id in ids]
     records = [data.manifest.records[i] for i in rows]
-    return explain_images(
+    circles = input_circles(records, cfg, data)
+    result = explain_images(
         model,
         input_images(cfg, data)[rows],
         records,
         out_dir,
         num_samples=num_samples,
         seed=seed,
-        circles_in_input_coords=input_circles(records, cfg, data),
+        circles_in_input_coords=circles,
         batch_size=batch_size,
         precision=cfg.precision,
     )
+    films = film_images(cfg, data)[rows]
+    maps = abnormal_maps(model, films, autocast_dtype(cfg.precision, device))
+    if maps is None:
+        return result
+    return result | {"score_maps": write_score_map_figures(films, maps, ids, circles, out_dir)}
 
 
 def format_table(result: Mapping[str, Any]) -> str:
@@ -111,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m mammo_ray.explain",
         description="LIME explanations of a checkpoint's predictions (the paper's Figure 8): "
         "one PNG per image and lime.json with the share of positive LIME weight inside the "
-        "MIAS abnormality circles. Cost: about num-samples forward passes per image.",
+        "MIAS abnormality circles; for a patch model also its score map over each film. "
+        "Cost: about num-samples forward passes per image.",
         parents=[data_options()],
     )
     parser.add_argument("--checkpoint", required=True, help="model.pt written by training")
@@ -143,5 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
     )
     print(format_table(result))
-    print(f"written: {Path(args.out) / 'lime.json'} and {len(result['images'])} PNGs")
+    print(f"written: {Path(args.out) / 'lime.json'} and {len(result['images'])} LIME PNGs")
+    if result.get("score_maps"):
+        print(f"score maps beside them: {', '.join(result['score_maps'])}")
     return 0

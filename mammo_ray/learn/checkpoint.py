@@ -21,6 +21,7 @@ from mammo_ray.config import from_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CheckpointError, ConfigError
 from mammo_ray.files import atomic_path
+from mammo_ray.learn.bilateral_maps import patch_film_model
 from mammo_ray.learn.config import PatchConfig, TrainConfig
 from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.inference import select_device
@@ -28,7 +29,6 @@ from mammo_ray.learn.models import (
     ModelConfig,
     build_model,
 )
-from mammo_ray.learn.score_maps import ScoreMapModel
 from mammo_ray.learn.weights import (
     READ_ERRORS,
     first_line,
@@ -190,16 +190,18 @@ def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Mo
 
 
 def _member(cfg: ModelConfig, ckpt: Checkpoint, source: str) -> nn.Module:
-    """One model of the checkpoint's architecture: the backbone, run over the film as a
-    :class:`~mammo_ray.learn.score_maps.ScoreMapModel` when trained on patches."""
+    """One model of the checkpoint's architecture: the backbone, run over the film (or the
+    film pair) by :func:`~mammo_ray.learn.bilateral_maps.patch_film_model` when trained on
+    patches."""
     model = build_model(cfg, num_classes=len(ckpt.labels))
-    if (ckpt.config.get("input") or {}).get("mode") != "patch":
+    mode = (ckpt.config.get("input") or {}).get("mode")
+    if mode not in ("patch", "patch+bilateral"):
         return model
     try:
         patch = from_dict(PatchConfig, ckpt.config.get("patch") or {}, where=f"{source}: patch")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
-    return ScoreMapModel(model, patch.size, patch.stride, patch.top_k)
+    return patch_film_model(model, patch, bilateral=mode == "patch+bilateral")
 
 
 def _architecture(backbone: str, members: int) -> str:

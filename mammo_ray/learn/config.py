@@ -39,7 +39,7 @@ __all__ = [
 FULL_RESOLUTION = 1024
 """Side of a MIAS film in pixels (200 µm/px): the cached size the lesion-aware modes read."""
 
-InputMode = Literal["whole", "patch", "radiomics"]
+InputMode = Literal["whole", "patch", "patch+bilateral", "radiomics"]
 
 
 SelectionMetric = Literal[
@@ -83,19 +83,30 @@ class InputConfig:
     segmented breast (``segmented_<S>``) at ``input_size``; ``patch`` trains a classifier of
     lesion patches cut from the film at ``input_size`` (1024 = full resolution) with its
     background zeroed, runs it over the whole breast and aggregates its score maps to film
-    probabilities (:class:`PatchConfig`, :mod:`~mammo_ray.learn.score_maps`); ``radiomics`` is
-    the baseline every
-    deep model must beat: texture and calcification features of the breast at full resolution
-    (:mod:`~mammo_ray.learn.radiomics`), set against the other breast, into a gradient-boosted
-    classifier (:mod:`~mammo_ray.learn.radiomics_cv`).
+    probabilities (:class:`PatchConfig`, :mod:`~mammo_ray.learn.score_maps`);
+    ``patch+bilateral`` trains the same patch classifier and reads each film's score maps
+    against those of the other breast of the patient (:mod:`~mammo_ray.learn.bilateral_maps`);
+    ``radiomics`` is the baseline every deep model must beat: texture and calcification
+    features of the breast at full resolution (:mod:`~mammo_ray.learn.radiomics`), set against
+    the other breast, into a gradient-boosted classifier (:mod:`~mammo_ray.learn.radiomics_cv`).
     """
 
     mode: InputMode = "whole"
 
+    @property
+    def patches(self) -> bool:
+        """Whether a patch classifier is trained (``patch`` or ``patch+bilateral``)."""
+        return self.mode in ("patch", "patch+bilateral")
+
+    @property
+    def bilateral(self) -> bool:
+        """Whether the model reads the film beside its partner (``patch+bilateral``)."""
+        return self.mode == "patch+bilateral"
+
 
 @dataclasses.dataclass(frozen=True)
 class PatchConfig:
-    """The patch classifier of ``input.mode: patch``.
+    """The patch classifier of ``input.mode: patch`` and ``patch+bilateral``.
 
     ``size``: side of a patch in pixels of the ``input_size`` film, a multiple of 32 (the
     backbones' stride) in [32, input_size]. ``stride``: step in pixels between the windows
@@ -221,13 +232,14 @@ class TrainConfig:
                 f"input_size: {FULL_RESOLUTION}, segmentation: false and {FULL_RESOLUTION} in "
                 "preprocess.sizes"
             )
-        if self.input.mode == "patch":
+        if self.input.patches:
             self._check_patch()
 
     def _check_patch(self) -> None:
         if self.segmentation:
             raise ValueError(
-                "input.mode patch cuts patches from the whole film: set segmentation: false"
+                f"input.mode {self.input.mode} cuts patches from the whole film: set "
+                "segmentation: false"
             )
         if self.patch.size > self.input_size:
             raise ValueError(
@@ -235,7 +247,8 @@ class TrainConfig:
             )
         if self.augment.mode == "x5":
             raise ValueError(
-                "input.mode patch augments its patches itself: set augment.mode to none or online"
+                f"input.mode {self.input.mode} augments its patches itself: set augment.mode to "
+                "none or online"
             )
 
     @property

@@ -363,7 +363,12 @@ def format_cross_validation(summary: dict[str, Any]) -> str:
         ("mean ± sd", "", "", *(f"{cv['mean'][m]:.3f} ± {cv['sd'][m]:.3f}" for m in FOLD_MEASURES))
     )
     lines = text_table(("fold", "n", "best epoch", *FOLD_MEASURES), rows)
-    for name, result in (("out of fold", summary["out_of_fold"]), ("outer test", summary["test"])):
+    results = (
+        ("out of fold", summary["out_of_fold"]),
+        ("out of fold, film alone", summary.get("single_film")),
+        ("outer test", summary["test"]),
+    )
+    for name, result in results:
         if result is None:
             continue
         lo, hi = result["ci95"]["balanced_accuracy"]
@@ -380,5 +385,10 @@ def format_cross_validation(summary: dict[str, Any]) -> str:
             f"localisation: the most abnormal window holds a MIAS circle's centre in "
             f"{localisation['top_window_hit']:.0%} of {localisation['films']} abnormal films "
             f"out of fold (a random window: {localisation['chance']:.0%})"
+        )
+    if summary.get("films_without_partner"):
+        lines.append(
+            f"{summary['films_without_partner']} films had no other breast to compare with: "
+            "their own features alone decided"
         )
     return "\n".join(lines)

@@ -1,20 +1,28 @@
-"""``train cv`` with ``input.mode: patch``: patch classifiers cross-validated by patient, their
-score maps aggregated to film probabilities on out-of-fold maps only.
+"""``train cv`` with ``input.mode: patch`` or ``patch+bilateral``: patch classifiers
+cross-validated by patient, their score maps aggregated to film probabilities on out-of-fold
+maps only.
 
 Per fold ``k`` (a nested MLflow run): :func:`~mammo_ray.learn.patch_trial.train_patch_trial` on
 the fold's training films, its best epoch (patch-level validation) kept as ``fold_k/model.pt``,
 then run over the fold's held-out films and the outer test films: their score maps and
-:data:`~mammo_ray.learn.score_maps.MAP_FEATURES`. Every cross-validated film thus has map
-features from a model that never saw it. The aggregation (multinomial logistic regression,
-:func:`~mammo_ray.learn.score_maps.fit_aggregation`) is then
+:data:`~mammo_ray.learn.score_maps.MAP_FEATURES` (``patch``), or with each film's partner
+(the two films of a patient are always in the same fold)
+:data:`~mammo_ray.learn.bilateral_maps.BILATERAL_FEATURES` (``patch+bilateral``). Every
+cross-validated film thus has map features from a model that never saw it. The aggregation
+(standardised multinomial logistic regression, :func:`~mammo_ray.learn.score_maps.
+fit_aggregation`) is then
 
 - evaluated out of fold by a second, patient-grouped 5-fold cross-validation over those
-  features (each film's probabilities come from an aggregation fitted without it): ``oof/``;
+  features (each film's probabilities come from an aggregation fitted without it): ``oof/``,
+  with the features themselves in ``oof/features.csv``;
 - fitted on all of them and written into every fold model's ``head``: the fold ensemble
   (``model.pt``, film in, probabilities out) that ``evaluate`` and ``explain`` take like any
   model, evaluated once on the outer test part: ``test/``.
 
-``summary.json`` adds ``localisation``: over the abnormal out-of-fold films with a MIAS circle,
+``summary.json`` adds ``localisation``, and with ``patch+bilateral`` ``single_film`` (the
+out-of-fold figures of an aggregation of the film's own map features alone, from the same
+maps: what the other breast adds) and ``films_without_partner``. ``localisation``: over the
+abnormal out-of-fold films with a MIAS circle,
 the share whose most abnormal window (highest 1 - p_normal inside the breast) holds a circle's
 centre, and the share a window picked at random in the breast would reach (``chance``).
 """
@@ -27,12 +35,20 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from torch import nn
 
 from mammo_ray.config import to_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError
-from mammo_ray.files import write_json_atomic
+from mammo_ray.files import write_features_csv, write_json_atomic
 from mammo_ray.learn.best_epoch import keep_best_epoch
+from mammo_ray.learn.bilateral import partner_rows
+from mammo_ray.learn.bilateral_maps import (
+    BILATERAL_FEATURES,
+    features_of_film_maps,
+    film_statistics,
+    single_film_part,
+)
 from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.cv import (
@@ -49,7 +65,7 @@ from mammo_ray.learn.inference import autocast_dtype
 from mammo_ray.learn.lesions import Circle, film_circles, window_centres
 from mammo_ray.learn.patch_trial import train_patch_trial
 from mammo_ray.learn.score_maps import (
-    ScoreMapModel,
+    MAP_FEATURES,
     aggregation_model,
     fit_aggregation,
     predict_maps,
@@ -61,7 +77,7 @@ from mammo_ray.plots import plot_training_curves
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.tracking import TrainingRun, tracking_uri
 
-__all__ = ["run_patch_cv", "top_window_hit", "aggregate_out_of_fold"]
+__all__ = ["run_patch_cv", "top_window_hit", "aggregate_out_of_fold", "film_features"]
 
 AGGREGATION_FOLDS = 5
 """Folds of the second cross-validation that scores the aggregation out of fold."""
@@ -112,7 +128,7 @@ def aggregate_out_of_fold(
 class _PatchFold:
     """One trained fold: its model, and map features of its held-out and outer test films."""
 
-    def __init__(self, index: int, model: ScoreMapModel, best_epoch: int, rows: np.ndarray):
+    def __init__(self, index: int, model: nn.Module, best_epoch: int, rows: np.ndarray):
         self.index, self.model, self.best_epoch, self.rows = index, model, best_epoch, rows
         self.features = np.zeros((0, 0))
         self.test_features = np.zeros((0, 0))
@@ -140,25 +156,47 @@ def _train_fold(
     return _PatchFold(k, model, int(result["best"]["epoch"]), np.asarray(cv.folds[k].test))
 
 
+def film_features(
+    model: nn.Module,
+    arrays: TrialArrays,
+    rows: np.ndarray,
+    bilateral: bool,
+    amp_dtype: torch.dtype | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score maps, inside-the-breast windows and film features (single-film or bilateral) of
+    the films ``rows`` (both films of each patient among them) under a film model of patches."""
+    single = single_film_part(model)
+    films = arrays.images[rows]
+    proba, inside, features = predict_maps(single, films, amp_dtype=amp_dtype)
+    if bilateral:
+        partners = partner_rows(arrays.patient_ids[rows])
+        features = features_of_film_maps(
+            proba, inside, film_statistics(films), partners, single.top_k
+        )
+    return proba, inside, features
+
+
 def _score_fold(
     fold: _PatchFold,
     arrays: TrialArrays,
     circles: list[list[Circle]],
     outer: np.ndarray,
+    bilateral: bool,
     amp_dtype: torch.dtype | None,
 ) -> None:
-    """Map features of the fold's held-out and outer test films; localisation hits."""
-    proba, inside, fold.features = predict_maps(
-        fold.model, arrays.images[fold.rows], amp_dtype=amp_dtype
+    """Film features of the fold's held-out and outer test films; localisation hits."""
+    proba, inside, fold.features = film_features(
+        fold.model, arrays, fold.rows, bilateral, amp_dtype
     )
+    single = single_film_part(fold.model)
     normal = LABELS.index("normal")
     fold.hits = [
-        top_window_hit(p, w, circles[row], fold.model.patch_size, fold.model.stride)
+        top_window_hit(p, w, circles[row], single.patch_size, single.stride)
         for row, p, w in zip(fold.rows, proba, inside, strict=True)
         if arrays.labels[row] != normal and circles[row]
     ]
     if outer.size:
-        fold.test_features = predict_maps(fold.model, arrays.images[outer], amp_dtype=amp_dtype)[2]
+        fold.test_features = film_features(fold.model, arrays, outer, bilateral, amp_dtype)[2]
 
 
 def run_patch_cv(
@@ -177,17 +215,19 @@ def run_patch_cv(
     Raises
     ------
     ConfigError
-        When ``cfg`` is not ``input.mode: patch`` with ``split.method: cv``.
+        When ``cfg`` trains no patch classifier or is not ``split.method: cv``.
     """
-    if cfg.input.mode != "patch" or cfg.split.method != "cv":
-        raise ConfigError("run_patch_cv needs input.mode=patch and split.method=cv")
+    if not cfg.input.patches or cfg.split.method != "cv":
+        raise ConfigError(
+            "run_patch_cv needs input.mode patch or patch+bilateral and split.method=cv"
+        )
     if cfg.split.repeats != 1:
-        raise ConfigError("input.mode patch cross-validates once: set split.repeats: 1")
+        raise ConfigError(f"input.mode {cfg.input.mode} cross-validates once: set split.repeats: 1")
     out = Path(out_dir)
     arrays, cv = start_cross_validation(cfg, data, out)
     circles = film_circles(data.manifest.records, cfg.input_size, data.manifest.film_shapes)
     outer = np.asarray(cv.test, np.int64)
-    tags = data.identity | cfg.tags | {"input_mode": "patch"}
+    tags = data.identity | cfg.tags | {"input_mode": cfg.input.mode}
     uri = tracking_uri(out, mlflow_uri)
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
         run.log_params(to_dict(cfg))
@@ -196,7 +236,7 @@ def run_patch_cv(
         for k in range(len(cv.folds)):
             fold = _train_fold(cfg, data, arrays, cv, k, out, where)
             amp_dtype = autocast_dtype(cfg.precision, next(fold.model.parameters()).device)
-            _score_fold(fold, arrays, circles, outer, amp_dtype)
+            _score_fold(fold, arrays, circles, outer, cfg.input.bilateral, amp_dtype)
             folds.append(fold)
         summary = _summarise(cfg, data, arrays, folds, outer, out, run)
         summary["mlflow"] = {"uri": uri, "run_id": run.run_id}
@@ -221,8 +261,11 @@ def _summarise(
     features = np.concatenate([f.features for f in folds])
     labels = arrays.labels[rows]
     proba = aggregate_out_of_fold(features, labels, arrays.patient_ids[rows], cfg.seed)
-    oof = evaluate_rows(
-        arrays, rows, proba, out / "oof", f"{cfg.model.backbone} patches, out of fold", cfg.seed
+    name = f"{cfg.model.backbone} {cfg.input.mode}"
+    oof = evaluate_rows(arrays, rows, proba, out / "oof", f"{name}, out of fold", cfg.seed)
+    columns = BILATERAL_FEATURES if cfg.input.bilateral else MAP_FEATURES
+    write_features_csv(
+        out / "oof" / "features.csv", [arrays.image_ids[i] for i in rows], features, columns
     )
     aggregation = fit_aggregation(features, labels, cfg.seed)
     for fold in folds:
@@ -238,7 +281,7 @@ def _summarise(
     test = None
     if outer.size:
         test_proba = np.mean([aggregation.predict_proba(f.test_features) for f in folds], axis=0)
-        title = f"{cfg.model.backbone} patches, fold ensemble, outer test"
+        title = f"{name}, fold ensemble, outer test"
         test = evaluate_rows(
             arrays, outer, test_proba.astype(np.float32), out / "test", title, cfg.seed
         )
@@ -257,7 +300,7 @@ def _summarise(
     hits = [hit for f in folds for hit in f.hits]
     summary = {
         "split": "cv",
-        "mode": "patch",
+        "mode": cfg.input.mode,
         "folds": cfg.split.folds,
         "repeats": cfg.split.repeats,
         "out_of_fold": oof,
@@ -269,8 +312,24 @@ def _summarise(
             "chance": float(np.mean([c for _, c in hits])) if hits else None,
         },
     }
+    if cfg.input.bilateral:
+        summary |= _single_film(cfg, arrays, rows, features, out)
     run.log_metrics(
         {f"oof_{k}": oof[k] for k in FOLD_MEASURES}
         | ({f"test_{k}": test[k] for k in FOLD_MEASURES} if test else {})
     )
     return summary
+
+
+def _single_film(
+    cfg: TrainConfig, arrays: TrialArrays, rows: np.ndarray, features: np.ndarray, out: Path
+) -> dict[str, Any]:
+    """What the bilateral features add: out-of-fold figures of the film's own map features
+    alone, aggregated the same way; and how many films had no partner."""
+    own = features[:, : len(MAP_FEATURES)]
+    labels, patients = arrays.labels[rows], arrays.patient_ids[rows]
+    proba = aggregate_out_of_fold(own, labels, patients, cfg.seed)
+    title = f"{cfg.model.backbone} patch (single film), out of fold"
+    single = evaluate_rows(arrays, rows, proba, out / "oof_single_film", title, cfg.seed)
+    has_partner = features[:, BILATERAL_FEATURES.index("has_partner")]
+    return {"single_film": single, "films_without_partner": int((has_partner == 0).sum())}

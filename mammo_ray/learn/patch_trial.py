@@ -1,4 +1,5 @@
-"""Training of one patch classifier (``input.mode: patch``), epoch by epoch, like ``train_trial``.
+"""Training of one patch classifier (``input.mode: patch`` or ``patch+bilateral``), epoch by
+epoch, like ``train_trial``.
 
 Each epoch draws a fresh set of patches from the training films (:func:`~mammo_ray.learn.
 lesions.sample_patches`: positives in the MIAS circles, negatives in lesion-free breast tissue),
@@ -9,8 +10,9 @@ whole-film trial. After the epoch the model is run over every training film
 outside any lesion become the next epoch's hard negatives. Validation is patch-level: one fixed
 set of patches of the validation films (seeded), scored every epoch as whole-film validation
 is, so ``keep_best_epoch`` and the CV machinery select epochs the same way. Each epoch's
-checkpoint is a :class:`ScoreMapModel` (its film-level ``head`` is fitted later, on
-out-of-fold maps, by :mod:`~mammo_ray.learn.patch_cv`).
+checkpoint is the film model of the mode (:func:`~mammo_ray.learn.bilateral_maps.
+patch_film_model`; its film-level ``head`` is fitted later, on out-of-fold maps, by
+:mod:`~mammo_ray.learn.patch_cv`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from mammo_ray.config import from_dict, to_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError
+from mammo_ray.learn.bilateral_maps import patch_film_model, single_film_part
 from mammo_ray.learn.checkpoint import save_checkpoint
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.inference import autocast_dtype, cpu_threads, select_device
@@ -153,18 +156,21 @@ def train_patch_trial(
     on_epoch: EpochCallback,
     fold: int | None = None,
 ) -> dict[str, Any]:
-    """Train the patch classifier of ``config`` (``input.mode: patch``; fold ``fold`` of a
+    """Train the patch classifier of ``config`` (``input.mode: patch``/``patch+bilateral``;
+    fold ``fold`` of a
     ``cv`` split) and report each epoch's patch-level validation metrics with a checkpoint,
     as :func:`~mammo_ray.learn.trial.train_trial` does (the same return value).
 
     Raises
     ------
     ConfigError
-        When the config is not ``input.mode: patch``, or the training films give no patch.
+        When the config trains no patch classifier, or the training films give no patch.
     """
     cfg = from_dict(TrainConfig, config, where="trial config")
-    if cfg.input.mode != "patch":
-        raise ConfigError(f"train_patch_trial needs input.mode patch, got {cfg.input.mode}")
+    if not cfg.input.patches:
+        raise ConfigError(
+            f"train_patch_trial needs input.mode patch or patch+bilateral, got {cfg.input.mode}"
+        )
     device = select_device()
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads())
@@ -191,13 +197,13 @@ def train_patch_trial(
     )
     x_val = torch.from_numpy(extract_patches(arrays.images, val, cfg.patch.size)).to(device)
     fitter = Fitter.build(cfg, patches.label, device, amp_dtype)
-    model = ScoreMapModel(fitter.model, cfg.patch.size, cfg.patch.stride, cfg.patch.top_k)
+    model = patch_film_model(fitter.model, cfg.patch, cfg.input.bilateral)
     history: list[dict[str, Any]] = []
     checkpoint_dir = Path(tempfile.mkdtemp(prefix="mammo-ray-ckpt-"))
     try:
         for epoch in range(1, cfg.epochs + 1):
             if epoch > 1:
-                patches = draws.next(model, amp_dtype)
+                patches = draws.next(single_film_part(model), amp_dtype)
             fitter.steps = steps_per_epoch(len(patches), cfg.batch_size)
             train = (draws.cut(patches).to(device), torch.from_numpy(patches.label).to(device))
             metrics = run_epoch(fitter, cfg, epoch, train, (x_val, val.label))

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from mammo_ray.config import to_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError
-from mammo_ray.files import write_json_atomic, write_text_atomic
+from mammo_ray.files import write_features_csv, write_json_atomic
 from mammo_ray.learn.bilateral import bilateral_features, bilateral_names, partner_rows
 from mammo_ray.learn.config import RadiomicsConfig, TrainConfig
 from mammo_ray.learn.cv import (
@@ -143,7 +143,7 @@ def run_radiomics_cv(
         arrays.images, data.array(cfg.breast_array), workers=workers, progress=progress
     )
     x, names = design_matrix(cfg.radiomics, features, arrays.patient_ids)
-    _write_features(out / "features.csv", arrays.image_ids, x, names)
+    write_features_csv(out / "features.csv", arrays.image_ids, x, names)
     uri = tracking_uri(out, mlflow_uri)
     tags = data.identity | cfg.tags | {"input_mode": "radiomics"}
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
@@ -182,11 +182,3 @@ def run_radiomics_cv(
         run.log_artifacts([out / "oof"], "oof")
         run.log_artifacts([out / "model.joblib"], "model")
     return summary
-
-
-def _write_features(path: Path, image_ids: list[str], x: np.ndarray, names: list[str]) -> None:
-    lines = [",".join(["image_id", *names])]
-    lines += [
-        ",".join([i, *(f"{v:.6g}" for v in row)]) for i, row in zip(image_ids, x, strict=True)
-    ]
-    write_text_atomic(path, "\n".join(lines) + "\n")

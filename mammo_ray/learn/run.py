@@ -259,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mammo_ray.train",
         description="Train one configuration (e.g. search_spaces/published.yaml) and evaluate its "
-        "best epoch once on the held-out test split; or cross-validate it by patient ('cv': a "
-        "model per fold, out-of-fold metrics with 95%% CIs, the fold ensemble evaluated on the "
+        "best epoch once on the held-out test split; or cross-validate it by patient ('cv', or "
+        "a config with split.method: cv, as search_spaces/recommended.yaml: a model per fold, "
+        "out-of-fold metrics with 95%% CIs, the fold ensemble as model.pt evaluated on the "
         "outer test part); or run the leakage audit ('audit').",
         parents=[data_options()],
     )
@@ -308,9 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.folds is not None:
         raise ConfigError("--folds is for 'train cv'")
     cfg = load_train_config(args.config, overrides, args.epochs)
-    if cfg.input.mode != "whole" and args.command != "cv":
+    cross_validate = args.command == "cv" or (args.command is None and cfg.split.method == "cv")
+    if cfg.input.mode != "whole" and not cross_validate:
         raise ConfigError(
-            f"input.mode {cfg.input.mode} is cross-validated: run 'python -m mammo_ray.train cv'"
+            f"input.mode {cfg.input.mode} is cross-validated (its model is the fold ensemble): "
+            "run 'python -m mammo_ray.train cv' or set split.method: cv"
         )
     progress = not args.quiet
     data = prepare_data(
@@ -321,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         address=args.address,
         progress=progress,
     )
-    if args.command == "cv":
+    if cross_validate:
         if cfg.input.mode == "radiomics":
             summary = run_radiomics_cv(
                 cfg,
@@ -331,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mlflow_uri=args.mlflow_uri,
                 progress=progress,
             )
-        elif cfg.input.mode == "patch":
+        elif cfg.input.patches:
             summary = run_patch_cv(
                 cfg, data, args.out, mlflow_uri=args.mlflow_uri, progress=progress
             )

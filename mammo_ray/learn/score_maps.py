@@ -10,10 +10,10 @@ patch classifier never saw in training, and on the shared subset that cost the f
 
 From the maps, :data:`MAP_FEATURES` per film: for ``mass``, ``calc`` and ``abnormal`` (1 -
 ``p_normal``) the maximum and the mean of the ``top_k`` highest windows. The model's ``head``
-(a linear layer on those features; the aggregation) turns them into film logits: it is fitted
-by multinomial logistic regression on out-of-fold maps only (:func:`fit_aggregation`), so that
-``forward(film)`` gives film probabilities like any whole-film model and ``evaluate``, ``explain``
-and the fold ensemble take it as one.
+(a linear layer on the standardised features; the aggregation) turns them into film logits:
+it is fitted by a standardised multinomial logistic regression on out-of-fold maps only
+(:func:`fit_aggregation`), so that ``forward(film)`` gives film probabilities like any
+whole-film model and ``evaluate``, ``explain`` and the fold ensemble take it as one.
 
 Reference: L. Shen et al., Sci Rep 9:12495, 2019 (patch classifier to whole image).
 """
@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mammo_ray.data.mias_info import LABELS
@@ -33,6 +35,8 @@ from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
 __all__ = [
     "MAP_FEATURES",
     "ScoreMapModel",
+    "StandardisedLinear",
+    "breast_pixels",
     "film_features_of_maps",
     "predict_maps",
     "aggregation_model",
@@ -50,6 +54,11 @@ _BACKGROUND = -GRAY_MEAN / GRAY_STD
 
 _WINDOW_BATCH = 64
 """Windows put through the patch classifier at once."""
+
+
+def breast_pixels(films: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) bool: the pixels of normalised films (B, C, H, W) inside the breast (not 0)."""
+    return films[:, :1] > _BACKGROUND + 1e-3
 
 
 def film_features_of_maps(proba: torch.Tensor, inside: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -74,6 +83,21 @@ def film_features_of_maps(proba: torch.Tensor, inside: torch.Tensor, top_k: int)
     return torch.stack([top[:, :, 0], top.mean(2)], dim=2).flatten(1)
 
 
+class StandardisedLinear(nn.Module):
+    """``W (x - m) / s + b``: a linear layer on standardised features, the aggregation as a
+    layer (standardising first, as scikit-learn does, keeps features that barely vary from
+    magnifying float32 rounding)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.register_buffer("mean", torch.zeros(in_features))
+        self.register_buffer("scale", torch.ones(in_features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features.float() - self.mean) / self.scale)
+
+
 class ScoreMapModel(nn.Module):
     """Film (B, 1, S, S), normalised, in; film logits (B, len(LABELS)) out (see module notes)."""
 
@@ -83,7 +107,7 @@ class ScoreMapModel(nn.Module):
         self.patch_size = int(patch_size)
         self.stride = int(stride)
         self.top_k = int(top_k)
-        self.head = nn.Linear(len(MAP_FEATURES), len(LABELS))
+        self.head = StandardisedLinear(len(MAP_FEATURES), len(LABELS))
 
     def maps(self, films: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(probabilities (B, C, h, w) of every window, inside-the-breast mask (B, 1, h, w)).
@@ -93,7 +117,7 @@ class ScoreMapModel(nn.Module):
         size, stride = self.patch_size, self.stride
         windows = films[:, :1].unfold(2, size, stride).unfold(3, size, stride)
         batch, _, rows, cols = windows.shape[:4]
-        breast = (films[:, :1] > _BACKGROUND + 1e-3).float()
+        breast = breast_pixels(films).float()
         inside = F.avg_pool2d(breast, size, stride=stride) >= 0.5
         proba = torch.zeros(batch * rows * cols, len(LABELS), device=films.device)
         proba[:, LABELS.index("normal")] = 1.0
@@ -114,25 +138,45 @@ class ScoreMapModel(nn.Module):
         return self.head(self.map_features(films))
 
 
-def aggregation_model(seed: int = 0) -> LogisticRegression:
-    """The aggregation, unfitted: class-balanced multinomial logistic regression (C = 1)."""
-    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, random_state=seed)
+AGGREGATION_C = 0.03
+"""Inverse L2 regularisation of the aggregation's logistic regression on standardised
+features: a few hundred films, up to a few dozen features. Chosen among 0.01-1 on the
+out-of-fold maps of one full-resolution patch run on the shared subset (README, results)."""
 
 
-def fit_aggregation(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> LogisticRegression:
+def aggregation_model(seed: int = 0) -> Pipeline:
+    """The aggregation, unfitted: standardisation, then class-balanced multinomial logistic
+    regression (``C`` = :data:`AGGREGATION_C`)."""
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(
+            C=AGGREGATION_C, class_weight="balanced", max_iter=5000, random_state=seed
+        ),
+    )
+
+
+def fit_aggregation(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> Pipeline:
     """:func:`aggregation_model` fitted to film labels on map features."""
     return aggregation_model(seed).fit(features, labels)
 
 
-def set_head(model: ScoreMapModel, aggregation: LogisticRegression) -> None:
-    """Copy a fitted aggregation into ``model.head`` (all of :data:`LABELS` must be seen)."""
-    if list(aggregation.classes_) != list(range(len(LABELS))):
+def set_head(model: nn.Module, aggregation: Pipeline) -> None:
+    """Copy a fitted aggregation (scaler and logistic regression) into ``model.head``, a
+    :class:`StandardisedLinear`. All of :data:`LABELS` must have been seen."""
+    scaler, logistic = aggregation[0], aggregation[-1]
+    if list(logistic.classes_) != list(range(len(LABELS))):
         raise ValueError(
-            f"the aggregation saw classes {list(aggregation.classes_)}, not all of {LABELS}"
+            f"the aggregation saw classes {list(logistic.classes_)}, not all of {LABELS}"
         )
+    head = model.head
     with torch.no_grad():
-        model.head.weight.copy_(torch.from_numpy(aggregation.coef_).float())
-        model.head.bias.copy_(torch.from_numpy(aggregation.intercept_).float())
+        for target, value in (
+            (head.mean, scaler.mean_),
+            (head.scale, scaler.scale_),
+            (head.linear.weight, logistic.coef_),
+            (head.linear.bias, logistic.intercept_),
+        ):
+            target.copy_(torch.from_numpy(np.asarray(value)).float())
 
 
 def predict_maps(

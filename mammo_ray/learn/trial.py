@@ -41,6 +41,8 @@ from mammo_ray.learn.augment import (
     build_train_transforms,
     expand_offline,
 )
+from mammo_ray.learn.bilateral import partner_rows
+from mammo_ray.learn.bilateral_maps import pair_films
 from mammo_ray.learn.checkpoint import load_checkpoint, save_checkpoint
 from mammo_ray.learn.config import OptimConfig, TrainConfig
 from mammo_ray.learn.inference import autocast_dtype, cpu_threads, predict, select_device
@@ -55,6 +57,7 @@ __all__ = [
     "TrialArrays",
     "trial_arrays",
     "held_out_arrays",
+    "film_images",
     "input_images",
     "Fitter",
     "run_epoch",
@@ -107,7 +110,7 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData, fold: int | None = None) 
         When the split is impossible (a class too small for the fractions), or ``fold`` is
         missing (cv) or given (another method) or out of range.
     """
-    images, labels = input_images(cfg, data), data.labels
+    images, labels = film_images(cfg, data), data.labels
     patients, image_ids = data.patient_ids, list(data.image_ids)
     source = np.arange(len(labels), dtype=np.int64)
     if cfg.augment_before_split:
@@ -122,13 +125,23 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData, fold: int | None = None) 
     )
 
 
-def input_images(cfg: TrainConfig, data: PreparedData) -> np.ndarray:
-    """The films ``cfg`` reads: the cached ``cfg.input_array``; with ``input.mode: patch``,
-    with the background outside the breast mask (``cfg.breast_array``) set to 0."""
-    if cfg.input.mode == "patch":
+def film_images(cfg: TrainConfig, data: PreparedData) -> np.ndarray:
+    """(N, S, S) uint8, the films ``cfg`` trains on: the cached ``cfg.input_array``; for a
+    patch classifier with the background outside the breast mask (``cfg.breast_array``) 0."""
+    if cfg.input.patches:
         inside = data.array(cfg.breast_array) > 0
         return np.where(inside, data.array(cfg.input_array), 0).astype(np.uint8)
     return data.array(cfg.input_array)
+
+
+def input_images(cfg: TrainConfig, data: PreparedData) -> np.ndarray:
+    """What the trained model of ``cfg`` reads per film: :func:`film_images`; with
+    ``input.mode: patch+bilateral`` each film beside its mirrored partner, (N, S, 2S)
+    (:func:`~mammo_ray.learn.bilateral_maps.pair_films`)."""
+    films = film_images(cfg, data)
+    if cfg.input.bilateral:
+        return pair_films(films, partner_rows(data.patient_ids))
+    return films
 
 
 def held_out_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
