@@ -42,11 +42,13 @@ from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
 from mammo_ray.learn.score_maps import (
     MAP_FEATURES,
+    MAP_TARGETS,
     ScoreMapModel,
     StandardisedLinear,
     breast_pixels,
     film_features_of_maps,
     predict_maps,
+    target_maps,
 )
 
 __all__ = [
@@ -69,12 +71,10 @@ BREAST_STATISTICS: tuple[str, ...] = ("mean", "std", "p90", "p99", "area")
 """Per film: mean, standard deviation, 90th and 99th percentile of the breast's normalised
 pixels, and the breast's share of the film."""
 
-_TARGETS = ("mass", "calc", "abnormal")
-
 BILATERAL_FEATURES: tuple[str, ...] = (
     *MAP_FEATURES,
     *(f"{name}_minus_other" for name in MAP_FEATURES),
-    *(f"local_{target}" for target in _TARGETS),
+    *(f"local_{target}" for target in MAP_TARGETS),
     *(f"{name}_minus_other" for name in BREAST_STATISTICS),
     "has_partner",
 )
@@ -143,19 +143,9 @@ def features_of_film_maps(
     return pair_features(own, partner, torch.from_numpy(has), top_k).numpy()
 
 
-def _targets(proba: torch.Tensor) -> torch.Tensor:
-    """(B, 3, h, w): p(mass), p(calc) and 1 - p(normal)."""
-    return torch.stack(
-        [
-            proba[:, LABELS.index("mass")],
-            proba[:, LABELS.index("calc")],
-            1.0 - proba[:, LABELS.index("normal")],
-        ],
-        dim=1,
-    )
-
-
-def pair_features(own: FilmMaps, partner: FilmMaps, has_partner: torch.Tensor, top_k: int):
+def pair_features(
+    own: FilmMaps, partner: FilmMaps, has_partner: torch.Tensor, top_k: int
+) -> torch.Tensor:
     """(B, len(BILATERAL_FEATURES)) from each film's maps and its partner's, both in their own
     film's orientation (the partner's are mirrored here); ``has_partner`` (B,) bool."""
     own_proba, own_inside, own_stats = own
@@ -163,9 +153,9 @@ def pair_features(own: FilmMaps, partner: FilmMaps, has_partner: torch.Tensor, t
     has = has_partner.float()[:, None]
     own_maps = film_features_of_maps(own_proba, own_inside, top_k)
     partner_maps = film_features_of_maps(partner_proba, partner_inside, top_k)
-    mirrored = (_targets(partner_proba) * partner_inside).flip(-1)
+    mirrored = (target_maps(partner_proba) * partner_inside).flip(-1)
     near = F.max_pool2d(mirrored, 3, stride=1, padding=1)
-    excess = (_targets(own_proba) - near).masked_fill(own_inside == 0, -1.0).flatten(2)
+    excess = (target_maps(own_proba) - near).masked_fill(own_inside == 0, -1.0).flatten(2)
     local = excess.max(2).values.clamp(min=0.0)
     return torch.cat(
         [

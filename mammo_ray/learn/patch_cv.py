@@ -19,12 +19,12 @@ fit_aggregation`) is then
   (``model.pt``, film in, probabilities out) that ``evaluate`` and ``explain`` take like any
   model, evaluated once on the outer test part: ``test/``.
 
-``summary.json`` adds ``localisation``, and with ``patch+bilateral`` ``single_film`` (the
-out-of-fold figures of an aggregation of the film's own map features alone, from the same
-maps: what the other breast adds) and ``films_without_partner``. ``localisation``: over the
-abnormal out-of-fold films with a MIAS circle,
+``summary.json`` adds ``localisation``: over the abnormal out-of-fold films with a MIAS circle,
 the share whose most abnormal window (highest 1 - p_normal inside the breast) holds a circle's
-centre, and the share a window picked at random in the breast would reach (``chance``).
+centre, and the share a window picked at random in the breast would reach (``chance``). With
+``patch+bilateral`` it adds ``single_film`` (the out-of-fold figures of an aggregation of the
+film's own map features alone, from the same maps: what the other breast adds) and
+``films_without_partner``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ from mammo_ray.plots import plot_training_curves
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.tracking import TrainingRun, tracking_uri
 
-__all__ = ["run_patch_cv", "top_window_hit", "aggregate_out_of_fold", "film_features"]
+__all__ = ["run_patch_cv", "top_window_hit", "aggregate_out_of_fold"]
 
 AGGREGATION_FOLDS = 5
 """Folds of the second cross-validation that scores the aggregation out of fold."""
@@ -138,7 +138,6 @@ class _PatchFold:
 def _train_fold(
     cfg: TrainConfig,
     data: PreparedData,
-    arrays: TrialArrays,
     cv: CrossValidation,
     k: int,
     out: Path,
@@ -156,7 +155,7 @@ def _train_fold(
     return _PatchFold(k, model, int(result["best"]["epoch"]), np.asarray(cv.folds[k].test))
 
 
-def film_features(
+def _film_features(
     model: nn.Module,
     arrays: TrialArrays,
     rows: np.ndarray,
@@ -185,7 +184,7 @@ def _score_fold(
     amp_dtype: torch.dtype | None,
 ) -> None:
     """Film features of the fold's held-out and outer test films; localisation hits."""
-    proba, inside, fold.features = film_features(
+    proba, inside, fold.features = _film_features(
         fold.model, arrays, fold.rows, bilateral, amp_dtype
     )
     single = single_film_part(fold.model)
@@ -196,7 +195,7 @@ def _score_fold(
         if arrays.labels[row] != normal and circles[row]
     ]
     if outer.size:
-        fold.test_features = film_features(fold.model, arrays, outer, bilateral, amp_dtype)[2]
+        fold.test_features = _film_features(fold.model, arrays, outer, bilateral, amp_dtype)[2]
 
 
 def run_patch_cv(
@@ -234,7 +233,7 @@ def run_patch_cv(
         where = FoldRun(uri, experiment, run, tags, progress)
         folds = []
         for k in range(len(cv.folds)):
-            fold = _train_fold(cfg, data, arrays, cv, k, out, where)
+            fold = _train_fold(cfg, data, cv, k, out, where)
             amp_dtype = autocast_dtype(cfg.precision, next(fold.model.parameters()).device)
             _score_fold(fold, arrays, circles, outer, cfg.input.bilateral, amp_dtype)
             folds.append(fold)

@@ -34,9 +34,11 @@ from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
 
 __all__ = [
     "MAP_FEATURES",
+    "MAP_TARGETS",
     "ScoreMapModel",
     "StandardisedLinear",
     "breast_pixels",
+    "target_maps",
     "film_features_of_maps",
     "predict_maps",
     "aggregation_model",
@@ -44,8 +46,11 @@ __all__ = [
     "set_head",
 ]
 
+MAP_TARGETS: tuple[str, ...] = ("mass", "calc", "abnormal")
+"""The maps the film features are read from (:func:`target_maps`); ``abnormal`` is 1 - p(normal)."""
+
 MAP_FEATURES: tuple[str, ...] = tuple(
-    f"{kind}_{target}" for target in ("mass", "calc", "abnormal") for kind in ("max", "topk")
+    f"{kind}_{target}" for target in MAP_TARGETS for kind in ("max", "topk")
 )
 """The film features the aggregation reads, in order."""
 
@@ -61,6 +66,19 @@ def breast_pixels(films: torch.Tensor) -> torch.Tensor:
     return films[:, :1] > _BACKGROUND + 1e-3
 
 
+def target_maps(proba: torch.Tensor) -> torch.Tensor:
+    """(B, len(MAP_TARGETS), h, w) of probability maps (B, C, h, w): p(mass), p(calc) and
+    1 - p(normal)."""
+    return torch.stack(
+        [
+            proba[:, LABELS.index("mass")],
+            proba[:, LABELS.index("calc")],
+            1.0 - proba[:, LABELS.index("normal")],
+        ],
+        dim=1,
+    )
+
+
 def film_features_of_maps(proba: torch.Tensor, inside: torch.Tensor, top_k: int) -> torch.Tensor:
     """(B, len(MAP_FEATURES)) from probability maps (B, C, h, w) and window masks (B, 1, h, w).
 
@@ -68,16 +86,7 @@ def film_features_of_maps(proba: torch.Tensor, inside: torch.Tensor, top_k: int)
     """
     empty = inside.flatten(1).sum(1) == 0
     inside = torch.where(empty[:, None, None, None], torch.ones_like(inside), inside)
-    abnormal = 1.0 - proba[:, LABELS.index("normal") : LABELS.index("normal") + 1]
-    targets = torch.cat(
-        [
-            proba[:, LABELS.index("mass") :][:, :1],
-            proba[:, LABELS.index("calc") :][:, :1],
-            abnormal,
-        ],
-        dim=1,
-    )
-    values = (targets * inside).flatten(2)
+    values = (target_maps(proba) * inside).flatten(2)
     k = min(top_k, values.shape[2])
     top = values.topk(k, dim=2).values
     return torch.stack([top[:, :, 0], top.mean(2)], dim=2).flatten(1)
