@@ -159,19 +159,17 @@ def _film_features(
     model: nn.Module,
     arrays: TrialArrays,
     rows: np.ndarray,
-    bilateral: bool,
+    statistics: np.ndarray | None,
     amp_dtype: torch.dtype | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score maps, inside-the-breast windows and film features (single-film or bilateral) of
-    the films ``rows`` (both films of each patient among them) under a film model of patches."""
+    """Score maps, inside-the-breast windows and film features of the films ``rows`` (both
+    films of each patient among them) under a film model of patches: bilateral when every
+    film's breast ``statistics`` (:func:`film_statistics`, model-free) are given."""
     single = single_film_part(model)
-    films = arrays.images[rows]
-    proba, inside, features = predict_maps(single, films, amp_dtype=amp_dtype)
-    if bilateral:
+    proba, inside, features = predict_maps(single, arrays.images[rows], amp_dtype=amp_dtype)
+    if statistics is not None:
         partners = partner_rows(arrays.patient_ids[rows])
-        features = features_of_film_maps(
-            proba, inside, film_statistics(films), partners, single.top_k
-        )
+        features = features_of_film_maps(proba, inside, statistics[rows], partners, single.top_k)
     return proba, inside, features
 
 
@@ -180,12 +178,12 @@ def _score_fold(
     arrays: TrialArrays,
     circles: list[list[Circle]],
     outer: np.ndarray,
-    bilateral: bool,
+    statistics: np.ndarray | None,
     amp_dtype: torch.dtype | None,
 ) -> None:
     """Film features of the fold's held-out and outer test films; localisation hits."""
     proba, inside, fold.features = _film_features(
-        fold.model, arrays, fold.rows, bilateral, amp_dtype
+        fold.model, arrays, fold.rows, statistics, amp_dtype
     )
     single = single_film_part(fold.model)
     normal = LABELS.index("normal")
@@ -195,7 +193,7 @@ def _score_fold(
         if arrays.labels[row] != normal and circles[row]
     ]
     if outer.size:
-        fold.test_features = _film_features(fold.model, arrays, outer, bilateral, amp_dtype)[2]
+        fold.test_features = _film_features(fold.model, arrays, outer, statistics, amp_dtype)[2]
 
 
 def run_patch_cv(
@@ -226,6 +224,7 @@ def run_patch_cv(
     arrays, cv = start_cross_validation(cfg, data, out)
     circles = film_circles(data.manifest.records, cfg.input_size, data.manifest.film_shapes)
     outer = np.asarray(cv.test, np.int64)
+    statistics = film_statistics(arrays.images) if cfg.input.bilateral else None
     tags = data.identity | cfg.tags | {"input_mode": cfg.input.mode}
     uri = tracking_uri(out, mlflow_uri)
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
@@ -235,7 +234,7 @@ def run_patch_cv(
         for k in range(len(cv.folds)):
             fold = _train_fold(cfg, data, cv, k, out, where)
             amp_dtype = autocast_dtype(cfg.precision, next(fold.model.parameters()).device)
-            _score_fold(fold, arrays, circles, outer, cfg.input.bilateral, amp_dtype)
+            _score_fold(fold, arrays, circles, outer, statistics, amp_dtype)
             folds.append(fold)
         summary = _summarise(cfg, data, arrays, folds, outer, out, run)
         summary["mlflow"] = {"uri": uri, "run_id": run.run_id}
