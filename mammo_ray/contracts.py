@@ -26,6 +26,7 @@ __all__ = [
     "MetricsFile",
     "TrialRecord",
     "SearchFile",
+    "BaselineRecord",
     "LimeImage",
     "LimeFile",
     "AuditRow",
@@ -120,6 +121,16 @@ class SearchCrossValidation(_Contract):
     repeats: Annotated[int, Field(strict=True, ge=1)]
 
 
+class BaselineRecord(_Contract):
+    """One fixed baseline of ``search.json`` (:mod:`mammo_ray.search.baselines`): its folder
+    and the out-of-fold and outer test figures of its ``summary.json``."""
+
+    dir: str
+    folds: Annotated[int, Field(strict=True, ge=2)]
+    out_of_fold: dict[str, Any]
+    test: dict[str, Any] | None
+
+
 class SearchFile(_Contract):
     """``search.json``: a finished search, written by :mod:`mammo_ray.search.run`."""
 
@@ -135,6 +146,7 @@ class SearchFile(_Contract):
     best_trial: str | None
     best_resnet18_trial: str | None = None
     trials: list[TrialRecord]
+    baselines: dict[str, BaselineRecord] = {}
     timings: dict[str, float]
 
     @model_validator(mode="after")

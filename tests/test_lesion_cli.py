@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,10 @@ from mammo_ray.cli import run_cli
 from mammo_ray.evaluate import main as evaluate_main
 from mammo_ray.explain.command import main as explain_main
 from mammo_ray.learn.run import main as train_main
+from mammo_ray.search.run import main as search_main
+from tests.test_train_cli import search_runs
 
+RECOMMENDED = Path(__file__).resolve().parents[1] / "search_spaces" / "recommended.yaml"
 SMALL = [
     "--set", "input_size=128", "--set", "preprocess.sizes=[128]", "--set", "patch.size=32",
     "--set", "patch.stride=32", "--set", "split.folds=2", "--set", "batch_size=64",
@@ -58,3 +62,42 @@ def test_recommended_config_trains_evaluates_and_explains_on_the_subset(
     assert (explained / "mdb001_lime.png").is_file()
     assert (explained / "mdb001_scoremap.png").is_file()
     assert "score maps beside them: mdb001_scoremap.png" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_a_search_races_whole_film_and_bilateral_patch_trials_on_the_same_folds(
+    ray_local, mias_dev_path, tmp_path
+):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        f"base: {RECOMMENDED}\n"
+        "fixed: {input_size: 128, preprocess.sizes: [128], patch.size: 32, patch.stride: 32,"
+        " batch_size: 64, epochs: 1}\n"
+        "grid:\n  input.mode: [patch+bilateral, whole]\n"
+        "search: {max_epochs: 1, max_concurrent: 1, reduction_factor: 2, cv: {folds: 2},"
+        " baselines: [radiomics]}\n"
+    )
+    out = tmp_path / "search"
+    argv = ["--space", str(space), "--data", str(mias_dev_path), "--out", str(out)]
+    argv += ["--cache", str(tmp_path / "cache"), "--explain", "1", "--lime-samples", "10"]
+    assert run_cli(search_main, argv) == 0
+    summary = json.loads((out / "search.json").read_text())
+    trials = {t["params"]["input.mode"]: t for t in summary["trials"]}
+    assert set(trials) == {"patch+bilateral", "whole"}
+    for trial in trials.values():
+        first = trial["history"][0]
+        assert first["fold"] == 1 and 0 <= first["val_balanced_accuracy"] <= 1
+        assert trial["test"]["n"] == 52, "each trial's fold ensemble scored its outer test films"
+    metrics = json.loads((out / "best" / "metrics.json").read_text())
+    assert metrics["n"] == 52
+    best_mode = next(m for m, t in trials.items() if t["trial_id"] == summary["best_trial"])
+    assert bool(list((out / "explain").glob("*_scoremap.png"))) == (best_mode != "whole")
+    radiomics = summary["baselines"]["radiomics"]
+    assert radiomics["out_of_fold"]["n"] == 206 and radiomics["test"]["n"] == 52
+    assert (out / radiomics["dir"] / "oof" / "predictions.csv").is_file()
+    report = (out / "report.md").read_text()
+    assert "| radiomics (fixed baseline, `baseline_radiomics/`) | — | 2/2 |" in report
+    assert "| patches, against the other breast | `" in report
+    runs = search_runs(summary["mlflow"]["uri"])
+    baseline = runs[runs["tags.mlflow.runName"] == "baseline: radiomics"]
+    assert list(baseline["tags.mlflow.parentRunId"]) == [summary["mlflow"]["parent_run_id"]]

@@ -14,10 +14,12 @@ import torch
 from mammo_ray.config import from_dict, to_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import ConfigError
+from mammo_ray.learn.bilateral_maps import BILATERAL_FEATURES
 from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.evaluate import predict_images
+from mammo_ray.learn.fold_race import load_progress, race_folds, save_progress
 from mammo_ray.learn.inference import predict
 from mammo_ray.learn.lesions import hard_negatives, window_centres
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
@@ -30,7 +32,7 @@ from mammo_ray.learn.score_maps import (
     predict_maps,
     set_head,
 )
-from mammo_ray.learn.trial import input_images
+from mammo_ray.learn.trial import input_images, validation_metrics
 from tests.lesion_films import lesion_data
 
 NORMAL, MASS, CALC = range(3)
@@ -193,3 +195,41 @@ def test_patch_cv_learns_synthetic_lesions_and_writes_the_cv_outputs(tmp_path, m
         auc, alone = (summary[k]["auc_normal_vs_abnormal"] for k in ("out_of_fold", "single_film"))
         assert auc > 0.8 and auc > alone, "every lesion's film has a normal partner to compare"
         assert (tmp_path / "oof_single_film" / "metrics.json").exists()
+
+
+def test_fold_racing_a_bilateral_patch_model_reports_its_aggregation_after_each_fold(tmp_path):
+    data = lesion_data(["mass", "calc", "normal"] * 5, sizes=(256,))
+    changes = {"input": {"mode": "patch+bilateral"}, "patch": {"size": 64, "stride": 32}}
+    config = to_dict(from_dict(TrainConfig, PATCH | changes))
+    reports, first = [], []
+
+    def on_fold(report, progress):
+        reports.append(report)
+        if progress.done == 1:
+            save_progress(tmp_path, progress, config, "lesions")
+            first.append(progress.folds[0].features.copy())
+
+    progress = race_folds(config, data, on_fold)
+    assert [r["fold"] for r in reports] == [1, 2, 3]
+    assert reports[0]["val_n"] < reports[1]["val_n"] < reports[2]["val_n"] == 24
+    features = np.concatenate([f.features for f in progress.folds])
+    rows = np.concatenate([f.rows for f in progress.folds])
+    assert features.shape == (24, len(BILATERAL_FEATURES))
+    for fold in progress.folds:
+        measures = validation_metrics(fold.proba, data.labels[fold.rows])
+        assert fold.metrics == pytest.approx(measures)
+    aggregation = fit_aggregation(features, data.labels[rows], 0)
+    pairs = input_images(from_dict(TrainConfig, config), data)
+    for fold in progress.folds:
+        np.testing.assert_allclose(
+            predict_images(fold.model, pairs[fold.rows]),
+            aggregation.predict_proba(fold.features),
+            atol=2e-3,
+            err_msg="the head is the aggregation fitted on every fold's features",
+        )
+
+    restored = load_progress(tmp_path)
+    assert restored.done == 1
+    np.testing.assert_array_equal(restored.folds[0].features, first[0])
+    resumed = race_folds(config, data, lambda report, progress: None, restored)
+    assert resumed.done == 3 and resumed.folds[0].features is restored.folds[0].features

@@ -453,3 +453,54 @@ def test_a_cross_validated_search_ranks_trials_that_ran_every_fold_first(tmp_pat
     assert "out of fold over 3 folds" in _section(text, "Headline")
     assert "fold_<k>/val_accuracy" in _section(text, "Figure 6 analogue")
     assert "cross-validation of every trial" in text
+
+
+def test_input_modes_and_the_radiomics_baseline_side_by_side(tmp_path):
+    root = write_search_dir(tmp_path / "modes", explain=False, audit=False, quality=False)
+    search = json.loads((root / "search.json").read_text())
+    whole, patch, pair = (
+        _cv_trial("t_whole", [0.4, 0.38, 0.36], 0.3),
+        _cv_trial("t_patch", [0.45], 0.35),
+        _cv_trial("t_pair", [0.5, 0.48, 0.47], 0.33),
+    )
+    for trial, mode in ((whole, "whole"), (patch, "patch"), (pair, "patch+bilateral")):
+        trial["params"]["input.mode"] = mode
+        trial["best"] = trial["best"] | {"val_auc_normal_vs_abnormal": 0.6}
+    oof = {"n": 206, "balanced_accuracy": 0.41, "auc_normal_vs_abnormal": 0.576}
+    search |= {
+        "split": "cv",
+        "cv": {"folds": 3, "repeats": 1},
+        "best_trial": "t_pair",
+        "trials": [whole, patch, pair],
+        "baselines": {
+            "radiomics": {
+                "dir": "baseline_radiomics",
+                "folds": 3,
+                "out_of_fold": oof | {"ci95": {"balanced_accuracy": [0.34, 0.488]}},
+                "test": {"balanced_accuracy": 0.29},
+            }
+        },
+    }
+    (root / "search.json").write_text(json.dumps(search))
+    rows = _rows(_section(write_report(root).read_text(), "Input modes and baselines"))
+    assert list(rows) == [
+        "whole film (the paper's)",
+        "patches, score maps",
+        "patches, against the other breast",
+        "radiomics (fixed baseline, `baseline_radiomics/`)",
+    ]
+    assert rows["patches, score maps"] == [
+        "`t_patch`",
+        "1/3",
+        "45.00 (35.00–55.00)",
+        "0.600",
+        "35.00",
+    ]
+    assert rows["radiomics (fixed baseline, `baseline_radiomics/`)"] == [
+        "—", "3/3", "41.00 (34.00–48.80)", "0.576", "29.00"
+    ]  # fmt: skip
+
+
+def test_a_search_of_whole_film_models_alone_has_no_modes_section(report):
+    _, text = report
+    assert "## Input modes" not in text

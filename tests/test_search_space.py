@@ -44,7 +44,8 @@ def test_default_space_enqueues_the_published_configuration_first():
     assert point["model.backbone"] == "resnet18" and point["optim.lr"] == 0.001
     assert point["augment.mode"] == "x5" and point["segmentation"] is True
     assert "optim.momentum" not in point  # only sampled for sgd
-    assert set(space.base["preprocess"]["sizes"]) == {128, 224}
+    assert point["input.mode"] == "whole" and point["input_size"] == 224
+    assert set(space.base["preprocess"]["sizes"]) == {128, 224, 1024}
 
 
 def test_define_by_run_samples_conditionals_and_returns_constants():
@@ -58,6 +59,39 @@ def test_define_by_run_samples_conditionals_and_returns_constants():
         seen_momentum[trial.params["optim.name"] == "sgd"] += "optim.momentum" in trial.params
         study.tell(trial, 0.5)
     assert seen_momentum[True] > 0 and seen_momentum[False] == 0
+
+
+def test_patch_trials_keep_the_full_resolution_film_and_whole_ones_draw_theirs():
+    space = load_search_space(SPACES / "default.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    modes = set()
+    for _ in range(30):
+        trial = study.ask()
+        config = space.config_for(trial.params | space.define_by_run(trial))
+        mode = trial.params["input.mode"]
+        modes.add(mode)
+        whole_only = {"input_size", "segmentation", "augment.mode"} & set(trial.params)
+        assert whole_only == (
+            {"input_size", "segmentation", "augment.mode"} if mode == "whole" else set()
+        )
+        if mode != "whole":
+            assert config["input_size"] == 1024 and not config["segmentation"]
+            assert config["augment"]["mode"] == "none" and config["patch"]["size"] == 128
+        study.tell(trial, 0.5)
+    assert modes == {"whole", "patch", "patch+bilateral"}
+
+
+def test_a_condition_may_allow_several_values(tmp_path):
+    text = (
+        "fixed:\n  segmentation: false\n  augment.mode: none\n"
+        "params:\n  input.mode: {choice: [whole, patch, patch+bilateral]}\n"
+        "  patch.size: {choice: [64, 96], when: {input.mode: [patch, patch+bilateral]}}\n"
+        "search: {cv: {folds: 3}}\nenqueue_published: false\n"
+    )
+    space = load_search_space(_write(tmp_path, text))
+    spec = space.params[1]
+    assert spec.active({"input.mode": "patch+bilateral"}) and spec.active({"input.mode": "patch"})
+    assert not spec.active({"input.mode": "whole"})
 
 
 def test_config_for_sets_dotted_keys_and_caps_epochs():
@@ -97,7 +131,17 @@ def _write(tmp_path, text: str) -> Path:
         (
             "fixed:\n  input.mode: radiomics\n  input_size: 1024\n  segmentation: false\n"
             "  preprocess.sizes: [1024]\n",
-            "input.mode radiomics: the search trains whole-film networks",
+            "input.mode radiomics: the radiomics baseline has no network to search",
+        ),
+        (
+            "fixed:\n  input.mode: patch\n  segmentation: false\n  augment.mode: none\n",
+            "input.mode patch: .* searched cross-validated only: add search: {cv",
+        ),
+        (
+            "fixed:\n  segmentation: false\n  augment.mode: none\n"
+            "params:\n  input.mode: {choice: [whole, patch+bilateral]}\n"
+            "search:\n  cv: {folds: 3, repeats: 2}\n",
+            "input.mode patch\\+bilateral: cross-validates once",
         ),
     ],
 )
@@ -135,3 +179,25 @@ def test_trial_epoch_budget_stops_every_trial_once_spent():
     assert budget("a", {}) and budget.stop_all()
     with pytest.raises(ValueError, match=">= 1"):
         TrialEpochBudget(0)
+
+
+def test_a_radiomics_baseline_adds_the_full_resolution_film_to_the_cache(tmp_path):
+    text = "search:\n  cv: {folds: 3}\n  baselines: [radiomics]\n"
+    space = load_search_space(_write(tmp_path, text))
+    assert space.base["preprocess"]["sizes"] == [224, 1024]
+    config = space.baseline_config("radiomics")
+    assert config["input"]["mode"] == "radiomics" and config["input_size"] == 1024
+    assert config["split"]["method"] == "cv" and config["split"]["folds"] == 3
+    assert space.base["input"]["mode"] == "whole"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("search:\n  baselines: [radiomics]\n", "baselines are cross-validated on the trials'"),
+        ("search:\n  cv: {folds: 3}\n  baselines: [hog]\n", r"baselines\[0\]: 'hog' is not"),
+    ],
+)
+def test_bad_baselines_are_one_error(tmp_path, text, message):
+    with pytest.raises(SearchSpaceError, match=message):
+        load_search_space(_write(tmp_path, text))

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from mammo_ray.cli import check_outputs, data_options, resolve_data, text_table
 from mammo_ray.data.mias import load_mias
 from mammo_ray.errors import ConfigError
@@ -19,11 +21,12 @@ from mammo_ray.explain.lime_images import explain_images, select_images
 from mammo_ray.explain.score_map_figure import write_score_map_figures
 from mammo_ray.learn.bilateral_maps import abnormal_maps
 from mammo_ray.learn.checkpoint import load_trained
+from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.inference import autocast_dtype
 from mammo_ray.learn.trial import film_images, input_images
-from mammo_ray.preprocess.prepared import prepare_data
+from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 
-__all__ = ["explain_checkpoint", "format_table"]
+__all__ = ["explain_checkpoint", "explain_films", "format_table"]
 
 
 def explain_checkpoint(
@@ -60,19 +63,45 @@ def explain_checkpoint(
         raise ConfigError("--images and --n exclude each other; pass one of them")
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
-    model, cfg, device = load_trained(checkpoint)
+    model, cfg, _ = load_trained(checkpoint)
     # Info.txt alone (no film decoded) checks the ids before any preprocessing is done.
     dataset = load_mias(data_path, scheme=cfg.preprocess.label_scheme)
     source = f"{data_path} under label scheme {cfg.preprocess.label_scheme}"
     ids = select_images(dataset.records, image_ids, n, source=source)
     data = prepare_data(cfg.preprocess, data_path, cache_root, workers=workers, address=address)
     row = {image_id: i for i, image_id in enumerate(data.image_ids)}
-    rows = [row[image_id] for image_id in ids]
+    return explain_films(
+        model,
+        cfg,
+        data,
+        [row[image_id] for image_id in ids],
+        out_dir,
+        num_samples=num_samples,
+        seed=seed,
+        batch_size=batch_size,
+    )
+
+
+def explain_films(
+    model: nn.Module,
+    cfg: TrainConfig,
+    data: PreparedData,
+    rows: Sequence[int],
+    out_dir: str | Path,
+    *,
+    num_samples: int,
+    seed: int,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """LIME on the films ``rows`` of ``data`` as the model of ``cfg`` reads them
+    (:func:`~mammo_ray.learn.trial.input_images`, MIAS circles mapped by
+    :func:`input_circles`), and for a model of patches each film's score map
+    (``<image_id>_scoremap.png``, listed under ``score_maps``): ``lime.json``'s content."""
     records = [data.manifest.records[i] for i in rows]
     circles = input_circles(records, cfg, data)
     result = explain_images(
         model,
-        input_images(cfg, data)[rows],
+        input_images(cfg, data)[list(rows)],
         records,
         out_dir,
         num_samples=num_samples,
@@ -81,10 +110,12 @@ def explain_checkpoint(
         batch_size=batch_size,
         precision=cfg.precision,
     )
-    films = film_images(cfg, data)[rows]
+    films = film_images(cfg, data)[list(rows)]
+    device = next(model.parameters()).device
     maps = abnormal_maps(model, films, autocast_dtype(cfg.precision, device))
     if maps is None:
         return result
+    ids = [r.image_id for r in records]
     return result | {"score_maps": write_score_map_figures(films, maps, ids, circles, out_dir)}
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "patch_film_model",
     "single_film_part",
     "AbnormalMaps",
+    "is_patch_film_model",
     "abnormal_maps",
 ]
 
@@ -219,14 +220,25 @@ class AbnormalMaps(NamedTuple):
     stride: int
 
 
+def _members(model: nn.Module) -> list[nn.Module]:
+    return list(model.members) if isinstance(model, FoldEnsemble) else [model]
+
+
+def is_patch_film_model(model: nn.Module) -> bool:
+    """Whether ``model`` is a film model of patches (or a fold ensemble of them): it scores
+    only the windows inside the breast, a data-dependent choice that ``torch.export`` cannot
+    trace."""
+    return all(isinstance(m, ScoreMapModel | BilateralScoreMapModel) for m in _members(model))
+
+
 def abnormal_maps(
     model: nn.Module, films: np.ndarray, amp_dtype: torch.dtype | None = None
 ) -> AbnormalMaps | None:
     """The :class:`AbnormalMaps` of uint8 films (N, S, S) under a film model of patches (or a
     fold ensemble of them); None for any other model."""
-    members = list(model.members) if isinstance(model, FoldEnsemble) else [model]
-    if not all(isinstance(m, ScoreMapModel | BilateralScoreMapModel) for m in members):
+    if not is_patch_film_model(model):
         return None
+    members = _members(model)
     normal = LABELS.index("normal")
     maps, inside = [], np.zeros(0)
     for member in members:

@@ -74,7 +74,9 @@ FOLD_MEASURES = ("accuracy", "balanced_accuracy", "macro_f1")
 class FoldResult:
     """One trained fold: its held-out rows, their probabilities, measures and model (a torch
     module, or a fitted scikit-learn classifier for the radiomics baseline, which has no
-    epochs: ``best_epoch`` None)."""
+    epochs: ``best_epoch`` None). A fold of patch classifiers also holds the map features of
+    its held-out films (``features``), which the aggregation turns into probabilities
+    (:func:`~mammo_ray.learn.patch_cv.aggregate_folds`)."""
 
     index: int
     rows: np.ndarray
@@ -82,6 +84,7 @@ class FoldResult:
     metrics: dict[str, float]
     best_epoch: int | None
     model: Any
+    features: np.ndarray | None = None
 
 
 def run_cross_validation(

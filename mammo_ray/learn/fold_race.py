@@ -31,11 +31,20 @@ from mammo_ray.config import from_dict
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.errors import CheckpointError, ConfigError
 from mammo_ray.files import write_json_atomic
+from mammo_ray.learn.bilateral_maps import film_statistics
 from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
-from mammo_ray.learn.cv import FOLD_MEASURES, FoldResult, fit_fold, fold_summary, out_of_fold
+from mammo_ray.learn.cv import (
+    FOLD_MEASURES,
+    FoldResult,
+    fit_fold,
+    fold_summary,
+    normal_vs_abnormal_auc,
+    out_of_fold,
+)
 from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.metrics import patient_bootstrap_ci
+from mammo_ray.learn.patch_cv import aggregate_folds, fit_patch_fold
 from mammo_ray.learn.splits import cross_validation
 from mammo_ray.learn.trial import trial_arrays, validation_metrics
 from mammo_ray.learn.weights import READ_ERRORS
@@ -85,7 +94,12 @@ def race_folds(
     text: loggers that take numbers only pass over it).
 
     Each fold is :func:`~mammo_ray.learn.cv.fit_fold`: its best epoch by the selection metric
-    on the fold's inner validation part predicts the fold's held-out part.
+    on the fold's inner validation part predicts the fold's held-out part. With ``input.mode``
+    ``patch`` or ``patch+bilateral`` it is :func:`~mammo_ray.learn.patch_cv.fit_patch_fold`
+    (the map features of the held-out films), and after each fold the aggregation of every
+    fold's features is scored out of fold and becomes the fold models' head
+    (:func:`~mammo_ray.learn.patch_cv.aggregate_folds`): the report is then that of the
+    patch-and-aggregation model as ``train cv`` would give it after these folds.
 
     Raises
     ------
@@ -102,10 +116,18 @@ def race_folds(
     )
     if progress.done > len(cv.folds):
         raise ConfigError(f"{progress.done} folds done, but the config has {len(cv.folds)}")
+    statistics = film_statistics(arrays.images) if cfg.input.bilateral else None
     for k in range(progress.done, len(cv.folds)):
         with tempfile.TemporaryDirectory(prefix="mammo-ray-fold-") as tmp:
-            fold, history = fit_fold(cfg, data, arrays, cv, k, Path(tmp) / "model.pt")
-        progress = FoldProgress((*progress.folds, fold))
+            best = Path(tmp) / "model.pt"
+            if cfg.input.patches:
+                fold, history = fit_patch_fold(cfg, data, arrays, cv, k, best, statistics)
+            else:
+                fold, history = fit_fold(cfg, data, arrays, cv, k, best)
+        folds = [*progress.folds, fold]
+        if cfg.input.patches:
+            folds = aggregate_folds(folds, arrays.labels, arrays.patient_ids, cfg.seed)[0]
+        progress = FoldProgress(tuple(folds))
         report = fold_report(progress, arrays.labels, arrays.patient_ids, len(cv.folds), cfg.seed)
         on_fold(
             report
@@ -126,8 +148,10 @@ def fold_report(
     """What a cross-validated trial reports after a fold.
 
     ``val_*``: :func:`~mammo_ray.learn.trial.validation_metrics` of the out-of-fold predictions
-    of the folds done so far (the racing metric), with ``val_n`` films and the patient-bootstrap
-    95% interval of their balanced accuracy (``val_balanced_accuracy_ci_low/high``);
+    of the folds done so far (the racing metric), with ``val_n`` films, the patient-bootstrap
+    95% interval of their balanced accuracy (``val_balanced_accuracy_ci_low/high``) and their
+    ``val_auc_normal_vs_abnormal`` (:func:`~mammo_ray.learn.cv.normal_vs_abnormal_auc`, NaN
+    when one side is missing);
     ``fold_*``: the last fold's own held-out measures, best epoch and epochs trained;
     ``cv_mean_*`` / ``cv_sd_*``: mean and sample sd of the folds' measures; ``fold`` (folds
     done) of ``folds``.
@@ -136,6 +160,7 @@ def fold_report(
     ci = patient_bootstrap_ci(
         labels[rows], proba.argmax(1), patients[rows], n_classes=len(LABELS), seed=seed
     )
+    auc = normal_vs_abnormal_auc(labels[rows], proba)
     last = progress.folds[-1]
     summary = fold_summary(list(progress.folds))
     return {
@@ -145,6 +170,7 @@ def fold_report(
         "val_n": int(rows.size),
         "val_balanced_accuracy_ci_low": ci["balanced_accuracy"][0],
         "val_balanced_accuracy_ci_high": ci["balanced_accuracy"][1],
+        "val_auc_normal_vs_abnormal": auc if auc is not None else float("nan"),
         **{f"fold_{m}": last.metrics[m] for m in FOLD_MEASURES},
         "fold_best_epoch": last.best_epoch,
         **{f"cv_mean_{m}": v for m, v in summary["mean"].items()},
@@ -156,7 +182,8 @@ def save_progress(
     directory: str | Path, progress: FoldProgress, config: dict[str, Any], preprocess_key: str
 ) -> None:
     """Write ``model.pt`` (the folds' ensemble) and ``folds.json`` + ``folds.npz`` (each fold's
-    index, held-out rows, probabilities, measures and best epoch) into ``directory``."""
+    index, held-out rows, probabilities, measures, best epoch and, for patch folds, map
+    features) into ``directory``."""
     directory = Path(directory)
     save_checkpoint(
         directory / "model.pt",
@@ -167,6 +194,9 @@ def save_progress(
     )
     arrays = {f"rows_{i}": f.rows for i, f in enumerate(progress.folds)}
     arrays |= {f"proba_{i}": f.proba for i, f in enumerate(progress.folds)}
+    arrays |= {
+        f"features_{i}": f.features for i, f in enumerate(progress.folds) if f.features is not None
+    }
     np.savez(directory / "folds.npz", **arrays)
     write_json_atomic(
         directory / "folds.json",
@@ -199,6 +229,7 @@ def load_progress(directory: str | Path) -> FoldProgress:
                     {k: float(v) for k, v in f["metrics"].items()},
                     int(f["best_epoch"]),
                     member,
+                    arrays[f"features_{i}"] if f"features_{i}" in arrays.files else None,
                 )
                 for i, (f, member) in enumerate(zip(folds, members, strict=True))
             )

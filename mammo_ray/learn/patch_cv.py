@@ -29,12 +29,14 @@ film's own map features alone, from the same maps: what the other breast adds) a
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
 from torch import nn
 
 from mammo_ray.config import to_dict
@@ -77,7 +79,13 @@ from mammo_ray.plots import plot_training_curves
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.tracking import TrainingRun, tracking_uri
 
-__all__ = ["run_patch_cv", "top_window_hit", "aggregate_out_of_fold"]
+__all__ = [
+    "run_patch_cv",
+    "fit_patch_fold",
+    "aggregate_folds",
+    "top_window_hit",
+    "aggregate_out_of_fold",
+]
 
 AGGREGATION_FOLDS = 5
 """Folds of the second cross-validation that scores the aggregation out of fold."""
@@ -113,8 +121,11 @@ def aggregate_out_of_fold(
     features: np.ndarray, labels: np.ndarray, patients: np.ndarray, seed: int
 ) -> np.ndarray:
     """(n, C) probabilities of each film from an aggregation fitted on the other films'
-    features (patient-grouped, class-stratified folds)."""
-    folds = StratifiedGroupKFold(AGGREGATION_FOLDS, shuffle=True, random_state=seed)
+    features (patient-grouped, class-stratified folds: :data:`AGGREGATION_FOLDS`, fewer when
+    the films have fewer patients or a class fewer films, as after a search's first fold)."""
+    smallest_class = np.bincount(labels)[np.unique(labels)].min()
+    n_splits = max(2, min(AGGREGATION_FOLDS, np.unique(patients).size, smallest_class))
+    folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
     return cross_val_predict(
         aggregation_model(seed),
         features,
@@ -125,16 +136,6 @@ def aggregate_out_of_fold(
     ).astype(np.float32)
 
 
-class _PatchFold:
-    """One trained fold: its model, and map features of its held-out and outer test films."""
-
-    def __init__(self, index: int, model: nn.Module, best_epoch: int, rows: np.ndarray):
-        self.index, self.model, self.best_epoch, self.rows = index, model, best_epoch, rows
-        self.features = np.zeros((0, 0))
-        self.test_features = np.zeros((0, 0))
-        self.hits: list[tuple[bool, float]] = []
-
-
 def _train_fold(
     cfg: TrainConfig,
     data: PreparedData,
@@ -142,8 +143,8 @@ def _train_fold(
     k: int,
     out: Path,
     where: FoldRun,
-) -> _PatchFold:
-    """Train fold ``k`` (a nested MLflow run) and load its best epoch."""
+) -> tuple[nn.Module, int]:
+    """Train fold ``k`` (a nested MLflow run): its best epoch's model and number."""
     fold_dir = out / f"fold_{k}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     with fold_run(where, k, len(cv.folds), cfg.epochs) as (run, bar):
@@ -151,8 +152,7 @@ def _train_fold(
         result = train_patch_trial(to_dict(cfg), data, on_epoch, fold=k)
         plot_training_curves(result["history"], fold_dir / "curves.png")
         run.log_artifacts([fold_dir / "curves.png"])
-    model = load_trained(fold_dir / "model.pt").model
-    return _PatchFold(k, model, int(result["best"]["epoch"]), np.asarray(cv.folds[k].test))
+    return load_trained(fold_dir / "model.pt").model, int(result["best"]["epoch"])
 
 
 def _film_features(
@@ -160,12 +160,13 @@ def _film_features(
     arrays: TrialArrays,
     rows: np.ndarray,
     statistics: np.ndarray | None,
-    amp_dtype: torch.dtype | None,
+    precision: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score maps, inside-the-breast windows and film features of the films ``rows`` (both
     films of each patient among them) under a film model of patches: bilateral when every
     film's breast ``statistics`` (:func:`film_statistics`, model-free) are given."""
     single = single_film_part(model)
+    amp_dtype = autocast_dtype(precision, next(model.parameters()).device)
     proba, inside, features = predict_maps(single, arrays.images[rows], amp_dtype=amp_dtype)
     if statistics is not None:
         partners = partner_rows(arrays.patient_ids[rows])
@@ -173,27 +174,61 @@ def _film_features(
     return proba, inside, features
 
 
-def _score_fold(
-    fold: _PatchFold,
+def _held_out_fold(
+    cfg: TrainConfig,
+    k: int,
+    model: nn.Module,
+    best_epoch: int,
+    rows: np.ndarray,
     arrays: TrialArrays,
-    circles: list[list[Circle]],
-    outer: np.ndarray,
     statistics: np.ndarray | None,
-    amp_dtype: torch.dtype | None,
-) -> None:
-    """Film features of the fold's held-out and outer test films; localisation hits."""
-    proba, inside, fold.features = _film_features(
-        fold.model, arrays, fold.rows, statistics, amp_dtype
-    )
-    single = single_film_part(fold.model)
-    normal = LABELS.index("normal")
-    fold.hits = [
-        top_window_hit(p, w, circles[row], single.patch_size, single.stride)
-        for row, p, w in zip(fold.rows, proba, inside, strict=True)
-        if arrays.labels[row] != normal and circles[row]
-    ]
-    if outer.size:
-        fold.test_features = _film_features(fold.model, arrays, outer, statistics, amp_dtype)[2]
+) -> tuple[FoldResult, np.ndarray, np.ndarray]:
+    """Fold ``k`` with the map features of its held-out films ``rows``; its probabilities
+    (uniform) and measures (none) wait for :func:`aggregate_folds`. Also the films' maps and
+    inside-the-breast windows."""
+    proba, inside, features = _film_features(model, arrays, rows, statistics, cfg.precision)
+    undecided = np.full((rows.size, len(LABELS)), 1 / len(LABELS), np.float32)
+    return FoldResult(k, rows, undecided, {}, best_epoch, model, features), proba, inside
+
+
+def fit_patch_fold(
+    cfg: TrainConfig,
+    data: PreparedData,
+    arrays: TrialArrays,
+    cv: CrossValidation,
+    k: int,
+    best_path: Path,
+    statistics: np.ndarray | None,
+) -> tuple[FoldResult, list[dict[str, Any]]]:
+    """What :func:`~mammo_ray.learn.cv.fit_fold` is to a whole-film model: train fold ``k``'s
+    patch classifier, keep its best epoch at ``best_path``, and give the map features of the
+    fold's held-out films (bilateral with breast ``statistics``): the fold, to be aggregated
+    with the others (:func:`aggregate_folds`), and its per-epoch history."""
+    result = train_patch_trial(to_dict(cfg), data, keep_best_epoch(cfg, best_path), fold=k)
+    model = load_trained(best_path).model
+    rows = np.asarray(cv.folds[k].test, np.int64)
+    fold = _held_out_fold(cfg, k, model, int(result["best"]["epoch"]), rows, arrays, statistics)
+    return fold[0], result["history"]
+
+
+def aggregate_folds(
+    folds: Sequence[FoldResult], labels: np.ndarray, patients: np.ndarray, seed: int
+) -> tuple[list[FoldResult], Pipeline]:
+    """Patch folds made film classifiers: each fold's probabilities from the aggregation
+    scored out of fold over the map features of every fold given
+    (:func:`aggregate_out_of_fold`) with their measures, and every fold model's head set to
+    the aggregation fitted on all of them (also returned)."""
+    features = np.concatenate([f.features for f in folds])
+    rows = np.concatenate([f.rows for f in folds])
+    proba = aggregate_out_of_fold(features, labels[rows], patients[rows], seed)
+    aggregation = fit_aggregation(features, labels[rows], seed)
+    start = np.cumsum([0] + [f.rows.size for f in folds])
+    aggregated = []
+    for fold, a, b in zip(folds, start[:-1], start[1:], strict=True):
+        set_head(fold.model, aggregation)
+        measures = validation_metrics(proba[a:b], labels[fold.rows])
+        aggregated.append(dataclasses.replace(fold, proba=proba[a:b], metrics=measures))
+    return aggregated, aggregation
 
 
 def run_patch_cv(
@@ -230,13 +265,18 @@ def run_patch_cv(
     with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
         run.log_params(to_dict(cfg))
         where = FoldRun(uri, experiment, run, tags, progress)
-        folds = []
+        folds, tests, hits = [], [], []
         for k in range(len(cv.folds)):
-            fold = _train_fold(cfg, data, cv, k, out, where)
-            amp_dtype = autocast_dtype(cfg.precision, next(fold.model.parameters()).device)
-            _score_fold(fold, arrays, circles, outer, statistics, amp_dtype)
+            model, best_epoch = _train_fold(cfg, data, cv, k, out, where)
+            rows = np.asarray(cv.folds[k].test, np.int64)
+            fold, proba, inside = _held_out_fold(
+                cfg, k, model, best_epoch, rows, arrays, statistics
+            )
             folds.append(fold)
-        summary = _summarise(cfg, data, arrays, folds, outer, out, run)
+            hits += _hits(model, arrays, rows, proba, inside, circles)
+            if outer.size:
+                tests.append(_film_features(model, arrays, outer, statistics, cfg.precision)[2])
+        summary = _summarise(cfg, data, arrays, folds, tests, hits, outer, out, run)
         summary["mlflow"] = {"uri": uri, "run_id": run.run_id}
         write_json_atomic(out / "summary.json", summary)
         run.log_artifacts([out / n for n in ("config.yaml", "folds.json", "summary.json")])
@@ -245,29 +285,47 @@ def run_patch_cv(
     return summary
 
 
+def _hits(
+    model: nn.Module,
+    arrays: TrialArrays,
+    rows: np.ndarray,
+    proba: np.ndarray,
+    inside: np.ndarray,
+    circles: list[list[Circle]],
+) -> list[tuple[bool, float]]:
+    """:func:`top_window_hit` of the abnormal films among ``rows`` with a MIAS circle."""
+    single = single_film_part(model)
+    normal = LABELS.index("normal")
+    return [
+        top_window_hit(p, w, circles[row], single.patch_size, single.stride)
+        for row, p, w in zip(rows, proba, inside, strict=True)
+        if arrays.labels[row] != normal and circles[row]
+    ]
+
+
 def _summarise(
     cfg: TrainConfig,
     data: PreparedData,
     arrays: TrialArrays,
-    folds: list[_PatchFold],
+    folds: list[FoldResult],
+    tests: list[np.ndarray],
+    hits: list[tuple[bool, float]],
     outer: np.ndarray,
     out: Path,
     run: TrainingRun,
 ) -> dict[str, Any]:
-    """Out-of-fold aggregation and evaluation, the ensemble checkpoint, the outer test."""
+    """Out-of-fold aggregation and evaluation, the ensemble checkpoint, the outer test (the
+    map features ``tests`` of the outer test films under each fold model)."""
+    folds, aggregation = aggregate_folds(folds, arrays.labels, arrays.patient_ids, cfg.seed)
     rows = np.concatenate([f.rows for f in folds])
     features = np.concatenate([f.features for f in folds])
-    labels = arrays.labels[rows]
-    proba = aggregate_out_of_fold(features, labels, arrays.patient_ids[rows], cfg.seed)
+    proba = np.concatenate([f.proba for f in folds])
     name = f"{cfg.model.backbone} {cfg.input.mode}"
     oof = evaluate_rows(arrays, rows, proba, out / "oof", f"{name}, out of fold", cfg.seed)
     columns = BILATERAL_FEATURES if cfg.input.bilateral else MAP_FEATURES
     write_features_csv(
         out / "oof" / "features.csv", [arrays.image_ids[i] for i in rows], features, columns
     )
-    aggregation = fit_aggregation(features, labels, cfg.seed)
-    for fold in folds:
-        set_head(fold.model, aggregation)
     models = [f.model for f in folds]
     save_checkpoint(
         out / "model.pt",
@@ -278,31 +336,18 @@ def _summarise(
     )
     test = None
     if outer.size:
-        test_proba = np.mean([aggregation.predict_proba(f.test_features) for f in folds], axis=0)
+        test_proba = np.mean([aggregation.predict_proba(t) for t in tests], axis=0)
         title = f"{name}, fold ensemble, outer test"
         test = evaluate_rows(
             arrays, outer, test_proba.astype(np.float32), out / "test", title, cfg.seed
         )
-    start = np.cumsum([0] + [f.rows.size for f in folds])
-    results = [
-        FoldResult(
-            f.index,
-            f.rows,
-            proba[a:b],
-            validation_metrics(proba[a:b], labels[a:b]),
-            f.best_epoch,
-            f.model,
-        )
-        for f, a, b in zip(folds, start[:-1], start[1:], strict=True)
-    ]
-    hits = [hit for f in folds for hit in f.hits]
     summary = {
         "split": "cv",
         "mode": cfg.input.mode,
         "folds": cfg.split.folds,
         "repeats": cfg.split.repeats,
         "out_of_fold": oof,
-        "cross_validation": fold_summary(results),
+        "cross_validation": fold_summary(folds),
         "test": test,
         "localisation": {
             "films": len(hits),

@@ -124,10 +124,12 @@ def run_radiomics_cv(
     mlflow_uri: str | None = None,
     experiment: str = "mammo_ray",
     run_name: str = "train cv",
+    parent_run_id: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Cross-validate the radiomics baseline of ``cfg``; write the outputs of the module notes
     and return ``summary.json``'s content (as :func:`~mammo_ray.learn.cv.run_cross_validation`).
+    Its MLflow run is nested under ``parent_run_id`` when given (a search's baseline).
 
     Raises
     ------
@@ -146,7 +148,9 @@ def run_radiomics_cv(
     write_features_csv(out / "features.csv", arrays.image_ids, x, names)
     uri = tracking_uri(out, mlflow_uri)
     tags = data.identity | cfg.tags | {"input_mode": "radiomics"}
-    with TrainingRun(uri, experiment=experiment, run_name=run_name, tags=tags) as run:
+    with TrainingRun(
+        uri, experiment=experiment, run_name=run_name, tags=tags, parent_run_id=parent_run_id
+    ) as run:
         run.log_params(config)
         folds = [_fit_fold(cfg, x, arrays.labels, fold, k) for k, fold in enumerate(cv.folds)]
         rows, proba = out_of_fold(folds, len(arrays.labels))

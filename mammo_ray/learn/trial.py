@@ -147,7 +147,8 @@ def input_images(cfg: TrainConfig, data: PreparedData) -> np.ndarray:
 def held_out_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
     """The arrays of ``cfg`` with a split whose ``test`` part is what ``cfg`` holds out for
     one final evaluation: the configured split's test part, or with ``cv`` the outer test part
-    (then ``train`` holds every cross-validated film and ``val`` is empty).
+    (then ``train`` holds every cross-validated film and ``val`` is empty, and ``images`` are
+    what the trained model reads, :func:`input_images`: film pairs for ``patch+bilateral``).
 
     Raises
     ------
@@ -163,7 +164,7 @@ def held_out_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
     if not cv.test:
         raise ConfigError("split (cv): split.test is 0, so no outer test part is held out")
     split = Split("cv", False, cv.out_of_fold(0), (), cv.test, cfg.split.seed)
-    return dataclasses.replace(arrays, split=split)
+    return dataclasses.replace(arrays, images=input_images(cfg, data), split=split)
 
 
 def _split(cfg: TrainConfig, labels: np.ndarray, patients: np.ndarray, fold: int | None) -> Split:

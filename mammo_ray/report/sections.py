@@ -46,6 +46,7 @@ from mammo_ray.report.figures import (
     figure7_section,
     figure8_section,
 )
+from mammo_ray.report.modes import modes_section
 from mammo_ray.report.paper import (
     PAPER_SOURCE,
     PAPER_TABLE2,
@@ -227,6 +228,7 @@ def build_report(
         *header_section(search),
         *headline_section(search, best_metrics),
         *selection_section(search, best_metrics, resnet18_metrics, figures_dir),
+        *modes_section(search),
         *table3_section(search, best_metrics),
         *table4_section(search),
         *figure6_section(search, figures_dir),

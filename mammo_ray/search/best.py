@@ -15,8 +15,8 @@ import torch
 from ray import tune
 from torch import nn
 
-from mammo_ray.explain.circles import input_circles
-from mammo_ray.explain.lime_images import explain_images
+from mammo_ray.explain.command import explain_films
+from mammo_ray.learn.bilateral_maps import is_patch_film_model
 from mammo_ray.learn.checkpoint import load_trained
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.evaluate import evaluate_and_log
@@ -60,7 +60,7 @@ def finish_best(
         prefix="test_" if name == "best" else f"{name}_test_",
     )
     if name == "best":
-        _log_model(parent, model, cfg.input_size)
+        _log_model(parent, model, arrays.images.shape[1:])
     if explain_n > 0:
         explain_dir = out / "explain" if name == "best" else best_dir / "explain"
         _explain(
@@ -80,34 +80,31 @@ def _explain(
     samples: int,
     seed: int,
 ) -> None:
-    """LIME on ``n`` test images, abnormal ones first (they have circles to compare with), the
-    rest drawn at random with ``seed``."""
-    test = np.asarray(arrays.split.test)
-    by_id = {r.image_id: r for r in data.manifest.records}
-    test_records = [by_id[arrays.image_ids[i].split("~")[0]] for i in test]
+    """LIME (and a patch model's score maps) on ``n`` test films, abnormal ones first (they
+    have circles to compare with), the rest drawn at random with ``seed``."""
+    test = arrays.source_index[np.asarray(arrays.split.test)]
+    has_circle = [bool(data.manifest.records[i].rois) for i in test]
     rng = np.random.default_rng(seed)
-    order = sorted(range(len(test)), key=lambda j: (not test_records[j].rois, rng.random()))
-    chosen = sorted(order[:n])
-    records = [test_records[j] for j in chosen]
-    explain_images(
-        model,
-        arrays.images[test[chosen]],
-        records,
-        out,
-        num_samples=samples,
-        seed=seed,
-        circles_in_input_coords=input_circles(records, cfg, data),
-    )
+    order = sorted(range(len(test)), key=lambda j: (not has_circle[j], rng.random()))
+    rows = [int(test[j]) for j in sorted(order[:n])]
+    explain_films(model, cfg, data, rows, out, num_samples=samples, seed=seed)
 
 
-def _log_model(parent: TrainingRun, model: nn.Module, input_size: int) -> None:
-    """Log the best model to the parent run as an MLflow model (PyTorch, torch.export format).
+def _log_model(parent: TrainingRun, model: nn.Module, image_shape: tuple[int, ...]) -> None:
+    """Log the best model to the parent run as an MLflow model (PyTorch; torch.export format,
+    or for a film model of patches, which ``torch.export`` cannot trace, pickled).
 
-    The input example, two normalised grayscale images (2, 1, S, S) float32, gives the model
-    signature; two rather than one keeps the exported batch dimension dynamic. Runs inside
+    The input example, two normalised grayscale images (2, 1, H, W) float32 of the shape the
+    model reads (a film, or a film pair for ``patch+bilateral``), gives the model signature;
+    two rather than one keeps the exported batch dimension dynamic. Runs inside
     :func:`~mammo_ray.tracking.global_tracking_uri` of the search's store.
     """
-    example = np.zeros((2, 1, input_size, input_size), np.float32)
+    example = np.zeros((2, 1, *image_shape), np.float32)
     with mlflow.start_run(run_id=parent.run_id):
         cpu_model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
-        mlflow.pytorch.log_model(cpu_model, name="best_model", input_example=example)
+        mlflow.pytorch.log_model(
+            cpu_model,
+            name="best_model",
+            input_example=example,
+            serialization_format="pickle" if is_patch_film_model(model) else "pt2",
+        )

@@ -48,7 +48,7 @@ def trial_params(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
     (``optim.momentum`` for SGD), since Tune's config also holds the base's constant value."""
     params = {k: config[k] for k, _ in space.grid if k in config}
     for spec in space.params:
-        if spec.key in config and all(config.get(k) == v for k, v in spec.when):
+        if spec.key in config and spec.active(config):
             params[spec.key] = config[spec.key]
     return params
 

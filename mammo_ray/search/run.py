@@ -3,7 +3,10 @@
 Preprocess once (Ray Data, cached) → Ray Tune trials of ``train_trial`` sampled by Optuna's TPE
 (seeded; the published configuration enqueued first) and stopped early by ASHA on the
 validation metric, or every point of a grid (the ablation); with ``search.cv`` each trial
-cross-validates over patient folds and ASHA races trials over folds → every trial an MLflow
+cross-validates over patient folds and ASHA races trials over folds (whole-film models, or
+with ``input.mode`` ``patch`` / ``patch+bilateral`` patch classifiers whose out-of-fold score
+maps are aggregated after each fold), and the fixed baselines of ``search.baselines`` are
+cross-validated on the same folds after the trials → every trial an MLflow
 child run under one parent run per search → the best trial's checkpoint (a cross-validated
 trial's fold ensemble) evaluated once on the test split, and the best ResNet-18 beside it →
 LIME explanations of test images → every trial's test figures for the report → ``report.md``.
@@ -16,7 +19,8 @@ Outputs under ``--out`` (default ``runs/<name>``)::
     trials.csv       one row per trial
     best/            model.pt, metrics.json, predictions.csv, confusion_matrix.png (test split)
     best_resnet18/   the same for the best ResNet-18 trial, when another backbone won
-    explain/         LIME PNGs and lime.json
+    explain/         LIME PNGs and lime.json (and score-map PNGs when a patch model won)
+    baseline_radiomics/  with search.baselines: [radiomics], that baseline's train cv outputs
     report.md        tables and figures next to the paper's
     mlflow.db        the MLflow store (unless --mlflow-uri or $MLFLOW_TRACKING_URI)
 
@@ -44,10 +48,10 @@ from mammo_ray.contracts import SearchFile, check
 from mammo_ray.errors import ConfigError, Interrupted, MammoRayError
 from mammo_ray.files import write_json_atomic
 from mammo_ray.learn.config import TrainConfig
-from mammo_ray.learn.models import ModelConfig, resolve_pretrained
 from mammo_ray.preprocess.pipeline import ensure_ray
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.report.document import write_report
+from mammo_ray.search.baselines import run_baselines
 from mammo_ray.search.best import finish_best
 from mammo_ray.search.held_out import test_every_trial
 from mammo_ray.search.interrupt import graceful_stop
@@ -60,10 +64,17 @@ from mammo_ray.search.results import (
     trial_record,
     write_trials_csv,
 )
-from mammo_ray.search.space import BUILTIN_SPACES, SearchSettings, SearchSpace, load_search_space
+from mammo_ray.search.space import (
+    BUILTIN_SPACES,
+    SearchSettings,
+    SearchSpace,
+    check_pretrained,
+    load_search_space,
+)
 from mammo_ray.search.tune import (
     TrialEpochBudget,
     TrialRunsCallback,
+    checkpoint_config,
     legacy_tune_output,
     progress_reporter,
     trainable,
@@ -202,7 +213,7 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
     Ray, prepare the data, and start (or resume) the MLflow parent run."""
     start = time.perf_counter()
     space = load_search_space(space_path, options.overrides)
-    _check_pretrained(space)
+    check_pretrained(space)
     settings = options.settings_for(space)
     out = options.out
     state_path = out / "search_state.json"
@@ -295,7 +306,7 @@ def _tune(search: _Search) -> tune.ResultGrid:
                 if settings.trial_epoch_budget
                 else None
             ),
-            checkpoint_config=_checkpoint_config(settings),
+            checkpoint_config=checkpoint_config(settings),
             callbacks=[
                 TrialRunsCallback(
                     space,
@@ -334,18 +345,6 @@ def _tune(search: _Search) -> tune.ResultGrid:
             f"with: {_resume_command(options)}"
         )
     return results
-
-
-def _checkpoint_config(settings: SearchSettings) -> tune.CheckpointConfig:
-    """One checkpoint per trial: its best epoch, or with ``cv`` its last fold (which holds
-    every fold model so far; a retry continues from it)."""
-    if settings.cv is not None:
-        return tune.CheckpointConfig(num_to_keep=1)
-    return tune.CheckpointConfig(
-        num_to_keep=1,
-        checkpoint_score_attribute=settings.metric,
-        checkpoint_score_order=settings.mode,
-    )
 
 
 def _resume_command(options: SearchOptions) -> str:
@@ -415,6 +414,14 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
     tested = test_every_trial(results, search.data, settings.metric, settings.mode)
     for trial in trials:
         trial["test"] = tested.get(trial["trial_id"])
+    summary["baselines"] = run_baselines(
+        search.space,
+        search.data,
+        out,
+        uri=search.uri,
+        experiment=EXPERIMENT,
+        parent_run_id=parent.run_id,
+    )
     summary["timings"] = search.timings | {"finish_s": time.perf_counter() - start}
     check(SearchFile, summary, out / "search.json")
     write_json_atomic(out / "search.json", summary, indent=1, default=str)
@@ -425,31 +432,16 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
     return summary
 
 
-def _check_pretrained(space: SearchSpace) -> None:
-    """Resolve the weights of every backbone the space can pick, once, before Ray starts.
-
-    Offline without cached ImageNet weights this fails in one line that says how to pass
-    ``--set model.pretrained=none`` or ``file:PATH``, instead of failing every trial.
-    """
-
-    def values(key: str) -> set[str]:
-        searched = {v for s in space.params if s.key == key for v in s.values}
-        searched |= {v for k, grid_values in space.grid if k == key for v in grid_values}
-        return searched or {space.base["model"][key.split(".")[1]]}
-
-    for backbone in sorted(values("model.backbone")):
-        for pretrained in sorted(values("model.pretrained")):
-            resolve_pretrained(ModelConfig(backbone=backbone, pretrained=pretrained))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mammo_ray.search",
         description=(
-            "Search backbones, learning rates and ablation settings with Ray Tune + Optuna (TPE, "
-            "ASHA early stopping), log every trial to MLflow, then evaluate the best model once on "
-            "the held-out test split, explain it with LIME and write report.md. The published "
-            "configuration is always the first trial."
+            "Search input modes (the paper's whole film, patches, patches against the other "
+            "breast), backbones, learning rates and ablation settings with Ray Tune + Optuna "
+            "(TPE, ASHA early stopping over patient folds), log every trial to MLflow, "
+            "cross-validate the radiomics baseline on the same folds, then evaluate the best "
+            "model once on the held-out test split, explain it with LIME and write report.md. "
+            "The published configuration is always the first trial."
         ),
         parents=[data_options(workers=False)],
     )

@@ -44,7 +44,8 @@ from mammo_ray.config import (
     to_dict,
 )
 from mammo_ray.errors import ConfigError, SearchSpaceError
-from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.config import FULL_RESOLUTION, TrainConfig
+from mammo_ray.learn.models import ModelConfig, resolve_pretrained
 from mammo_ray.preprocess.pipeline import PreprocessConfig
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "SearchSettings",
     "SearchSpace",
     "load_search_space",
+    "check_pretrained",
     "BUILTIN_SPACES",
 ]
 
@@ -71,12 +73,20 @@ KINDS = ("choice", "uniform", "loguniform", "int")
 @dataclasses.dataclass(frozen=True)
 class ParamSpec:
     """One searched key: ``kind`` in choice/uniform/loguniform/int, its values or bounds, and an
-    optional condition ``when`` ({other key: required value}) under which it is sampled."""
+    optional condition ``when`` ({other key: required value, or a list of allowed values})
+    under which it is sampled."""
 
     key: str
     kind: Literal["choice", "uniform", "loguniform", "int"]
     values: tuple[Any, ...]
     when: tuple[tuple[str, Any], ...] = ()
+
+    def active(self, sampled: Mapping[str, Any]) -> bool:
+        """Whether ``sampled`` (the values drawn so far) meets every condition of ``when``."""
+        return all(
+            sampled.get(k) in v if isinstance(v, list) else sampled.get(k) == v
+            for k, v in self.when
+        )
 
     def suggest(self, trial: optuna.Trial) -> Any:
         """Ask an Optuna trial for this parameter (define-by-run)."""
@@ -117,7 +127,10 @@ class SearchSettings:
     whole search once trials have trained this many epochs in total (None: no such limit).
     ``cv``: cross-validate every trial; the metric is then out of fold over the folds done, a
     trial reports once per fold, and ASHA's rungs (``grace_period``, :attr:`max_t`) are folds:
-    fold racing. ``max_epochs`` caps the epochs of each fold.
+    fold racing. ``max_epochs`` caps the epochs of each fold. ``baselines``: fixed models
+    cross-validated once on the trials' folds after the trials, for comparison (never
+    selected): ``radiomics``, the baseline of ``search_spaces/radiomics.yaml``
+    (:func:`SearchSpace.baseline_config`).
     """
 
     metric: str = "val_balanced_accuracy"
@@ -133,6 +146,7 @@ class SearchSettings:
     trial_epoch_budget: int | None = None
     max_failures: int = 1
     cv: CrossValidationSettings | None = None
+    baselines: tuple[Literal["radiomics"], ...] = ()
 
     @property
     def max_t(self) -> int:
@@ -157,6 +171,10 @@ class SearchSettings:
             )
         if not self.metric.startswith("val_"):
             raise ValueError(f"metric must be a validation metric (val_*), got {self.metric!r}")
+        if self.baselines and self.cv is None:
+            raise ValueError(
+                "baselines are cross-validated on the trials' folds: add cv: {folds: 5}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,11 +207,21 @@ class SearchSpace:
         data["epochs"] = min(data.get("epochs", cap), cap)
         return data
 
+    def baseline_config(self, name: Literal["radiomics"]) -> dict[str, Any]:
+        """The training config of baseline ``name``: the base (its split: the trials' folds;
+        its cache) with the radiomics classifier of :class:`~mammo_ray.learn.config.
+        RadiomicsConfig` on the full-resolution film."""
+        data = copy.deepcopy(self.base)
+        data["input"]["mode"] = name
+        data["input_size"] = FULL_RESOLUTION
+        data["segmentation"] = False
+        return data
+
     def define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
         """Optuna define-by-run: sample each active param; return the fixed values as constants."""
         sampled: dict[str, Any] = {}
         for spec in self.params:
-            if all(sampled.get(k) == v for k, v in spec.when):
+            if spec.active(sampled):
                 sampled[spec.key] = spec.suggest(trial)
         return {k: v for k, v in flatten_dotted(self.base).items() if k not in sampled}
 
@@ -210,7 +238,7 @@ class SearchSpace:
         published = flatten_dotted(load_yaml(PUBLISHED_CONFIG))
         point: dict[str, Any] = {}
         for spec in self.params:
-            if not all(point.get(k) == v for k, v in spec.when):
+            if not spec.active(point):
                 continue
             value = published.get(spec.key, flatten_dotted(self.base).get(spec.key))
             if spec.kind == "choice" and value not in spec.values:
@@ -267,17 +295,37 @@ def _check_configs(space: SearchSpace) -> None:
     checks: list[tuple[str, dict[str, Any]]] = [("base", {})]
     checks += [(f"params.{s.key}", {s.key: v}) for s in space.params for v in s.candidates()]
     checks += [(f"grid.{k}", {k: v}) for k, values in space.grid for v in values]
+    for name in space.settings.baselines:
+        try:
+            from_dict(TrainConfig, space.baseline_config(name), where=f"{space.path}: {name}")
+        except ConfigError as exc:
+            raise SearchSpaceError(f"search.baselines: {exc}") from None
     for where, values in checks:
         data = space.config_for(values)
         try:
             cfg = from_dict(TrainConfig, data, where=f"{space.path}: {where}")
         except ConfigError as exc:
             raise SearchSpaceError(str(exc)) from None
-        if cfg.input.mode != "whole":
-            raise SearchSpaceError(
-                f"{space.path}: {where}: input.mode {cfg.input.mode}: the search trains "
-                "whole-film networks; cross-validate it with 'python -m mammo_ray.train cv'"
-            )
+        _check_mode(cfg, space, where)
+
+
+def _check_mode(cfg: TrainConfig, space: SearchSpace, where: str) -> None:
+    """A search trains networks: whole-film ones, or patch classifiers whose aggregation is
+    fitted on out-of-fold maps, so only in a cross-validated search (once per fold)."""
+    where = f"{space.path}: {where}: input.mode {cfg.input.mode}"
+    if cfg.input.mode == "radiomics":
+        raise SearchSpaceError(
+            f"{where}: the radiomics baseline has no network to search; cross-validate it with "
+            "'python -m mammo_ray.train --config search_spaces/radiomics.yaml'"
+        )
+    cv = space.settings.cv
+    if cfg.input.patches and cv is None:
+        raise SearchSpaceError(
+            f"{where}: its film classifier is fitted on out-of-fold score maps, so it is "
+            "searched cross-validated only: add search: {cv: {folds: 5}}"
+        )
+    if cfg.input.patches and cv is not None and cv.repeats != 1:
+        raise SearchSpaceError(f"{where}: cross-validates once: set search.cv.repeats: 1")
 
 
 def _read_base(path: Path, data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -372,7 +420,7 @@ def load_search_space(path: str | Path, overrides: Sequence[str] = ()) -> Search
         raise SearchSpaceError(
             f"{path}: enqueue_published: expected true or false, got {enqueue!r}"
         )
-    sizes = [base.get("input_size", 224)]
+    sizes = [base.get("input_size", 224)] + [FULL_RESOLUTION] * bool(settings.baselines)
     sizes += [v for spec in params if spec.key == "input_size" for v in spec.values]
     sizes += [v for key, values in grid if key == "input_size" for v in values]
     bad = next((v for v in sizes if isinstance(v, bool) or not isinstance(v, int)), None)
@@ -430,3 +478,20 @@ def _completed_base(base: dict[str, Any], path: Path) -> dict[str, Any]:
         return to_dict(from_dict(TrainConfig, base, where=f"{path}: base+fixed"))
     except ConfigError as exc:
         raise SearchSpaceError(str(exc)) from None
+
+
+def check_pretrained(space: SearchSpace) -> None:
+    """Resolve the weights of every backbone the space can pick, once, before Ray starts.
+
+    Offline without cached ImageNet weights this fails in one line that says how to pass
+    ``--set model.pretrained=none`` or ``file:PATH``, instead of failing every trial.
+    """
+
+    def values(key: str) -> set[str]:
+        searched = {v for s in space.params if s.key == key for v in s.values}
+        searched |= {v for k, grid_values in space.grid if k == key for v in grid_values}
+        return searched or {space.base["model"][key.split(".")[1]]}
+
+    for backbone in sorted(values("model.backbone")):
+        for pretrained in sorted(values("model.pretrained")):
+            resolve_pretrained(ModelConfig(backbone=backbone, pretrained=pretrained))

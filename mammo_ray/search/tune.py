@@ -44,6 +44,7 @@ __all__ = [
     "trial_dirname",
     "searched_keys",
     "tune_objects",
+    "checkpoint_config",
 ]
 
 
@@ -122,6 +123,7 @@ PROGRESS_COLUMNS = {
     "val_accuracy": "val acc",
     "val_balanced_accuracy": "val bacc",
     "val_macro_f1": "val F1",
+    "val_auc_normal_vs_abnormal": "val AUC",
     "images_per_s": "img/s",
 }
 
@@ -242,3 +244,15 @@ def tune_objects(
         ),
     )
     return None, ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent), scheduler
+
+
+def checkpoint_config(settings: SearchSettings) -> tune.CheckpointConfig:
+    """One checkpoint per trial: its best epoch, or with ``cv`` its last fold (which holds
+    every fold model so far; a retry continues from it)."""
+    if settings.cv is not None:
+        return tune.CheckpointConfig(num_to_keep=1)
+    return tune.CheckpointConfig(
+        num_to_keep=1,
+        checkpoint_score_attribute=settings.metric,
+        checkpoint_score_order=settings.mode,
+    )
