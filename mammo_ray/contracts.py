@@ -141,6 +141,7 @@ class SearchFile(_Contract):
     command: str
     split: Literal["patient", "paper", "cv"]
     leaky: bool
+    input_mode: str = "whole"
     mlflow: SearchMlflow
     cv: SearchCrossValidation | None = None
     best_trial: str | None

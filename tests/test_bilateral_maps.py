@@ -31,6 +31,7 @@ from mammo_ray.learn.inference import predict
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
 from mammo_ray.learn.score_maps import MAP_FEATURES, predict_maps, set_head
 from mammo_ray.learn.score_maps import fit_aggregation as fit_head
+from mammo_ray.learn.trial import input_images
 from tests.lesion_films import lesion_data
 from tests.test_patch_mode import PATCH
 
@@ -172,3 +173,14 @@ def test_score_map_figure_outlines_the_most_abnormal_window(tmp_path):
     maps = AbnormalMaps(abnormal[None], inside[None], 64, 32)
     names = write_score_map_figures(film[None], maps, ["f1"], [[]], tmp_path)
     assert names == ["f1_scoremap.png"] and (tmp_path / "f1_scoremap.png").stat().st_size > 0
+
+
+def test_input_images_of_some_films_are_those_rows_of_all_of_them():
+    data = lesion_data(["mass", "calc", "normal"], sizes=(256,))
+    cfg = from_dict(TrainConfig, PATCH | {"input": {"mode": "patch+bilateral"}})
+    every = input_images(cfg, data)
+    rows = np.array([4, 1, 2])
+    np.testing.assert_array_equal(input_images(cfg, data, rows), every[rows])
+    assert every[1, :, 256:].any(), "film 2 is film 1's partner"
+    single = from_dict(TrainConfig, PATCH)
+    np.testing.assert_array_equal(input_images(single, data, rows), every[rows, :, :256])

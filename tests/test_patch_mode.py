@@ -17,13 +17,14 @@ from mammo_ray.errors import ConfigError
 from mammo_ray.learn.bilateral_maps import BILATERAL_FEATURES
 from mammo_ray.learn.checkpoint import load_trained, save_checkpoint
 from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.cv import FoldResult
 from mammo_ray.learn.ensemble import FoldEnsemble
 from mammo_ray.learn.evaluate import predict_images
 from mammo_ray.learn.fold_race import load_progress, race_folds, save_progress
 from mammo_ray.learn.inference import predict
 from mammo_ray.learn.lesions import hard_negatives, window_centres
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
-from mammo_ray.learn.patch_cv import run_patch_cv, top_window_hit
+from mammo_ray.learn.patch_cv import aggregate_folds, run_patch_cv, top_window_hit
 from mammo_ray.learn.score_maps import (
     MAP_FEATURES,
     ScoreMapModel,
@@ -233,3 +234,11 @@ def test_fold_racing_a_bilateral_patch_model_reports_its_aggregation_after_each_
     np.testing.assert_array_equal(restored.folds[0].features, first[0])
     resumed = race_folds(config, data, lambda report, progress: None, restored)
     assert resumed.done == 3 and resumed.folds[0].features is restored.folds[0].features
+
+
+def test_aggregating_folds_that_lack_a_class_is_one_error():
+    folds = [
+        FoldResult(0, np.array([0, 1]), np.zeros((2, 3)), {}, 1, None, np.zeros((2, 4))),
+    ]
+    with pytest.raises(ConfigError, match="folds \\[0\\] hold no calc film"):
+        aggregate_folds(folds, np.array([0, 1]), np.array([1, 2]), 0)

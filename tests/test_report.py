@@ -504,3 +504,18 @@ def test_input_modes_and_the_radiomics_baseline_side_by_side(tmp_path):
 def test_a_search_of_whole_film_models_alone_has_no_modes_section(report):
     _, text = report
     assert "## Input modes" not in text
+
+
+def test_a_search_of_one_fixed_patch_mode_files_its_trials_under_that_mode(tmp_path):
+    root = write_search_dir(tmp_path / "fixed", explain=False, audit=False, quality=False)
+    search = json.loads((root / "search.json").read_text())
+    search |= {
+        "split": "cv",
+        "cv": {"folds": 3, "repeats": 1},
+        "input_mode": "patch",
+        "best_trial": "t_a",
+        "trials": [_cv_trial("t_a", [0.4, 0.5, 0.45], 0.3)],
+    }
+    (root / "search.json").write_text(json.dumps(search))
+    rows = _rows(_section(write_report(root).read_text(), "Input modes and baselines"))
+    assert list(rows) == ["patches, score maps"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from mammo_ray.cli import check_outputs, data_options, resolve_data, text_table
@@ -97,11 +98,12 @@ def explain_films(
     (:func:`~mammo_ray.learn.trial.input_images`, MIAS circles mapped by
     :func:`input_circles`), and for a model of patches each film's score map
     (``<image_id>_scoremap.png``, listed under ``score_maps``): ``lime.json``'s content."""
+    rows = np.asarray(rows, np.int64)
     records = [data.manifest.records[i] for i in rows]
     circles = input_circles(records, cfg, data)
     result = explain_images(
         model,
-        input_images(cfg, data)[list(rows)],
+        input_images(cfg, data, rows),
         records,
         out_dir,
         num_samples=num_samples,
@@ -110,7 +112,7 @@ def explain_films(
         batch_size=batch_size,
         precision=cfg.precision,
     )
-    films = film_images(cfg, data)[list(rows)]
+    films = film_images(cfg, data, rows)
     device = next(model.parameters()).device
     maps = abnormal_maps(model, films, autocast_dtype(cfg.precision, device))
     if maps is None:

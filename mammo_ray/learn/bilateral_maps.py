@@ -38,7 +38,7 @@ from torch import nn
 from mammo_ray.data.mias_info import LABELS
 from mammo_ray.learn.augment import build_eval_transforms
 from mammo_ray.learn.config import PatchConfig
-from mammo_ray.learn.ensemble import FoldEnsemble
+from mammo_ray.learn.ensemble import members_of
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
 from mammo_ray.learn.score_maps import (
     MAP_FEATURES,
@@ -86,14 +86,19 @@ FilmMaps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 (B, len(BREAST_STATISTICS))) of a batch of films."""
 
 
-def pair_films(films: np.ndarray, partners: np.ndarray) -> np.ndarray:
-    """(N, S, 2S) uint8: film ``i`` on the left, film ``partners[i]`` mirrored left-right on the
-    right (zeros where ``partners[i] < 0``)."""
-    n, height, width = films.shape
-    pairs = np.zeros((n, height, 2 * width), films.dtype)
-    pairs[:, :, :width] = films
-    has = partners >= 0
-    pairs[has, :, width:] = films[partners[has], :, ::-1]
+def pair_films(
+    films: np.ndarray, partners: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """(len(rows), S, 2S) uint8: for each ``i`` of ``rows`` (default: every film), film ``i``
+    on the left and film ``partners[i]`` mirrored left-right on the right (zeros where
+    ``partners[i] < 0``)."""
+    rows = np.arange(len(films)) if rows is None else np.asarray(rows, np.int64)
+    _, height, width = films.shape
+    pairs = np.zeros((rows.size, height, 2 * width), films.dtype)
+    pairs[:, :, :width] = films[rows]
+    partner = partners[rows]
+    has = partner >= 0
+    pairs[has, :, width:] = films[partner[has], :, ::-1]
     return pairs
 
 
@@ -220,15 +225,11 @@ class AbnormalMaps(NamedTuple):
     stride: int
 
 
-def _members(model: nn.Module) -> list[nn.Module]:
-    return list(model.members) if isinstance(model, FoldEnsemble) else [model]
-
-
 def is_patch_film_model(model: nn.Module) -> bool:
     """Whether ``model`` is a film model of patches (or a fold ensemble of them): it scores
     only the windows inside the breast, a data-dependent choice that ``torch.export`` cannot
     trace."""
-    return all(isinstance(m, ScoreMapModel | BilateralScoreMapModel) for m in _members(model))
+    return all(isinstance(m, ScoreMapModel | BilateralScoreMapModel) for m in members_of(model))
 
 
 def abnormal_maps(
@@ -238,7 +239,7 @@ def abnormal_maps(
     fold ensemble of them); None for any other model."""
     if not is_patch_film_model(model):
         return None
-    members = _members(model)
+    members = members_of(model)
     normal = LABELS.index("normal")
     maps, inside = [], np.zeros(0)
     for member in members:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["FoldEnsemble"]
+__all__ = ["FoldEnsemble", "members_of"]
 
 
 class FoldEnsemble(nn.Module):
@@ -29,3 +29,8 @@ class FoldEnsemble(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         proba = torch.stack([member(images).float().softmax(dim=1) for member in self.members])
         return proba.mean(dim=0).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
+def members_of(model: nn.Module) -> list[nn.Module]:
+    """The fold models of a :class:`FoldEnsemble`, or ``[model]`` for a single model."""
+    return list(model.members) if isinstance(model, FoldEnsemble) else [model]

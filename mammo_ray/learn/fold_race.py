@@ -42,7 +42,7 @@ from mammo_ray.learn.cv import (
     normal_vs_abnormal_auc,
     out_of_fold,
 )
-from mammo_ray.learn.ensemble import FoldEnsemble
+from mammo_ray.learn.ensemble import FoldEnsemble, members_of
 from mammo_ray.learn.metrics import patient_bootstrap_ci
 from mammo_ray.learn.patch_cv import aggregate_folds, fit_patch_fold
 from mammo_ray.learn.splits import cross_validation
@@ -217,7 +217,7 @@ def load_progress(directory: str | Path) -> FoldProgress:
     """
     directory = Path(directory)
     model = load_trained(directory / "model.pt").model
-    members = list(model.members) if isinstance(model, FoldEnsemble) else [model]
+    members = members_of(model)
     try:
         folds = json.loads((directory / "folds.json").read_text(encoding="utf-8"))
         with np.load(directory / "folds.npz") as arrays:

@@ -217,9 +217,21 @@ def aggregate_folds(
     """Patch folds made film classifiers: each fold's probabilities from the aggregation
     scored out of fold over the map features of every fold given
     (:func:`aggregate_out_of_fold`) with their measures, and every fold model's head set to
-    the aggregation fitted on all of them (also returned)."""
+    the aggregation fitted on all of them (also returned).
+
+    Raises
+    ------
+    ConfigError
+        When the folds' held-out films lack a class.
+    """
     features = np.concatenate([f.features for f in folds])
     rows = np.concatenate([f.rows for f in folds])
+    missing = [label for i, label in enumerate(LABELS) if not (labels[rows] == i).any()]
+    if missing:
+        raise ConfigError(
+            f"the held-out films of folds {[f.index for f in folds]} hold no {missing[0]} film, "
+            "so the aggregation of their score maps cannot learn it: use fewer folds"
+        )
     proba = aggregate_out_of_fold(features, labels[rows], patients[rows], seed)
     aggregation = fit_aggregation(features, labels[rows], seed)
     start = np.cumsum([0] + [f.rows.size for f in folds])

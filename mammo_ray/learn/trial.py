@@ -125,23 +125,36 @@ def trial_arrays(cfg: TrainConfig, data: PreparedData, fold: int | None = None) 
     )
 
 
-def film_images(cfg: TrainConfig, data: PreparedData) -> np.ndarray:
-    """(N, S, S) uint8, the films ``cfg`` trains on: the cached ``cfg.input_array``; for a
-    patch classifier with the background outside the breast mask (``cfg.breast_array``) 0."""
+def film_images(cfg: TrainConfig, data: PreparedData, rows: np.ndarray | None = None) -> np.ndarray:
+    """(N, S, S) uint8, the films ``cfg`` trains on (those of ``rows``, default all): the
+    cached ``cfg.input_array``; for a patch classifier with the background outside the breast
+    mask (``cfg.breast_array``) 0."""
+    films = data.array(cfg.input_array)
+    films = films if rows is None else films[rows]
     if cfg.input.patches:
-        inside = data.array(cfg.breast_array) > 0
-        return np.where(inside, data.array(cfg.input_array), 0).astype(np.uint8)
-    return data.array(cfg.input_array)
-
-
-def input_images(cfg: TrainConfig, data: PreparedData) -> np.ndarray:
-    """What the trained model of ``cfg`` reads per film: :func:`film_images`; with
-    ``input.mode: patch+bilateral`` each film beside its mirrored partner, (N, S, 2S)
-    (:func:`~mammo_ray.learn.bilateral_maps.pair_films`)."""
-    films = film_images(cfg, data)
-    if cfg.input.bilateral:
-        return pair_films(films, partner_rows(data.patient_ids))
+        breasts = data.array(cfg.breast_array)
+        inside = (breasts if rows is None else breasts[rows]) > 0
+        return np.where(inside, films, 0).astype(np.uint8)
     return films
+
+
+def input_images(
+    cfg: TrainConfig, data: PreparedData, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """What the trained model of ``cfg`` reads per film (of ``rows``, default all):
+    :func:`film_images`; with ``input.mode: patch+bilateral`` each film beside its mirrored
+    partner, (N, S, 2S) (:func:`~mammo_ray.learn.bilateral_maps.pair_films`)."""
+    if not cfg.input.bilateral:
+        return film_images(cfg, data, rows)
+    partners = partner_rows(data.patient_ids)
+    if rows is None:
+        return pair_films(film_images(cfg, data), partners)
+    rows = np.asarray(rows, np.int64)
+    needed = np.union1d(rows, partners[rows][partners[rows] >= 0])
+    local = np.full(partners.size, -1, np.int64)
+    local[needed] = np.arange(needed.size)
+    needed_partners = np.where(partners[needed] >= 0, local[partners[needed]], -1)
+    return pair_films(film_images(cfg, data, needed), needed_partners, local[rows])
 
 
 def held_out_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
@@ -164,7 +177,10 @@ def held_out_arrays(cfg: TrainConfig, data: PreparedData) -> TrialArrays:
     if not cv.test:
         raise ConfigError("split (cv): split.test is 0, so no outer test part is held out")
     split = Split("cv", False, cv.out_of_fold(0), (), cv.test, cfg.split.seed)
-    return dataclasses.replace(arrays, images=input_images(cfg, data), split=split)
+    images = arrays.images
+    if cfg.input.bilateral:
+        images = pair_films(images, partner_rows(arrays.patient_ids))
+    return dataclasses.replace(arrays, images=images, split=split)
 
 
 def _split(cfg: TrainConfig, labels: np.ndarray, patients: np.ndarray, fold: int | None) -> Split:

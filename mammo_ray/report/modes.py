@@ -28,6 +28,8 @@ MODES = {
 }
 """Row names of the searched input modes, in the table's order."""
 
+_BACC = "val_balanced_accuracy"
+
 
 def _auc_text(value: object) -> str:
     number = as_number(value)
@@ -35,14 +37,14 @@ def _auc_text(value: object) -> str:
 
 
 def _trial_row(search: Mapping[str, Any], mode: str, trial: Mapping[str, Any]) -> list[str]:
-    metric, cv = search["metric"], search["cv"]
-    ci = [best_value(trial, f"{metric}_ci_low"), best_value(trial, f"{metric}_ci_high")]
+    cv = search["cv"]
+    ci = [best_value(trial, f"{_BACC}_ci_low"), best_value(trial, f"{_BACC}_ci_high")]
     test = trial.get("test") if isinstance(trial.get("test"), Mapping) else {}
     return [
         MODES.get(mode, mode),
         f"`{trial['trial_id']}`",
         f"{int(best_value(trial, 'fold') or 0)}/{cv['folds'] * cv.get('repeats', 1)}",
-        f"{percent(best_value(trial, 'val_balanced_accuracy'))} ({interval_text(ci)})",
+        f"{percent(best_value(trial, _BACC))} ({interval_text(ci)})",
         _auc_text(best_value(trial, "val_auc_normal_vs_abnormal")),
         percent(test.get("balanced_accuracy")),
     ]
@@ -64,12 +66,15 @@ def _baseline_row(name: str, baseline: Mapping[str, Any]) -> list[str]:
 def modes_section(search: Mapping[str, Any]) -> list[str]:
     """The best trial of each input mode the search tried and each fixed baseline, with their
     out-of-fold balanced accuracy (95% CI), normal-vs-abnormal AUC and outer TEST balanced
-    accuracy; nothing for a search of whole-film models only, without baselines."""
+    accuracy; nothing for a search of whole-film models only, without baselines. A trial
+    whose params lack ``input.mode`` has the search's fixed ``input_mode``."""
     baselines = search.get("baselines") or {}
     scored = scored_trials(search)
     by_mode: dict[str, list[Mapping[str, Any]]] = {}
+    fixed_mode = str(search.get("input_mode", "whole"))
     for trial in scored:
-        by_mode.setdefault(str(trial_params(trial).get("input.mode", "whole")), []).append(trial)
+        mode = str(trial_params(trial).get("input.mode", fixed_mode))
+        by_mode.setdefault(mode, []).append(trial)
     if not search.get("cv") or (set(by_mode) <= {"whole"} and not baselines):
         return []
     order = [m for m in MODES if m in by_mode] + sorted(set(by_mode) - set(MODES))

@@ -82,7 +82,7 @@ def _explain(
 ) -> None:
     """LIME (and a patch model's score maps) on ``n`` test films, abnormal ones first (they
     have circles to compare with), the rest drawn at random with ``seed``."""
-    test = arrays.source_index[np.asarray(arrays.split.test)]
+    test = list(dict.fromkeys(arrays.source_index[np.asarray(arrays.split.test)].tolist()))
     has_circle = [bool(data.manifest.records[i].rois) for i in test]
     rng = np.random.default_rng(seed)
     order = sorted(range(len(test)), key=lambda j: (not has_circle[j], rng.random()))

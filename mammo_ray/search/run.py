@@ -368,6 +368,7 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
         "command": search.options.command,
         "split": base.split.method,
         "leaky": base.leaky,
+        "input_mode": base.input.mode,
         "mlflow": {"uri": search.uri, "parent_run_id": parent.run_id, "experiment": EXPERIMENT},
         "cv": None if settings.cv is None else dataclasses.asdict(settings.cv),
         "best_trial": None,

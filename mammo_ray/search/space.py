@@ -129,8 +129,8 @@ class SearchSettings:
     trial reports once per fold, and ASHA's rungs (``grace_period``, :attr:`max_t`) are folds:
     fold racing. ``max_epochs`` caps the epochs of each fold. ``baselines``: fixed models
     cross-validated once on the trials' folds after the trials, for comparison (never
-    selected): ``radiomics``, the baseline of ``search_spaces/radiomics.yaml``
-    (:func:`SearchSpace.baseline_config`).
+    selected): ``radiomics``, the classifier of ``search_spaces/radiomics.yaml`` on the
+    trials' cache and folds (:func:`SearchSpace.baseline_config`).
     """
 
     metric: str = "val_balanced_accuracy"
@@ -209,8 +209,8 @@ class SearchSpace:
 
     def baseline_config(self, name: Literal["radiomics"]) -> dict[str, Any]:
         """The training config of baseline ``name``: the base (its split: the trials' folds;
-        its cache) with the radiomics classifier of :class:`~mammo_ray.learn.config.
-        RadiomicsConfig` on the full-resolution film."""
+        its preprocessing: the trials' cache) with the radiomics classifier of
+        :class:`~mammo_ray.learn.config.RadiomicsConfig` on the full-resolution film."""
         data = copy.deepcopy(self.base)
         data["input"]["mode"] = name
         data["input_size"] = FULL_RESOLUTION
