@@ -1,0 +1,50 @@
+"""The machine's limits: CPU flags from /proc/cpuinfo text, native bf16, counted training FLOPs,
+and a measured matmul peak."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mammo_ray.learn.hardware import (
+    matmul_peak,
+    native_bf16,
+    parse_cpuinfo,
+    training_flops_per_image,
+)
+
+AVX2_ONLY = """processor\t: 0
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx fma avx2 bmi2
+processor\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx fma avx2 bmi2
+"""
+SAPPHIRE = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu avx avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile avx512_vnni
+"""
+
+
+def test_cpuinfo_gives_the_model_the_cpus_and_the_flags_that_decide_speed():
+    info = parse_cpuinfo(AVX2_ONLY)
+    assert info == {"model": "AMD EPYC 7B13", "logical_cpus": 2, "flags": ["avx2", "fma"]}
+    assert not native_bf16(info["flags"])
+    sapphire = parse_cpuinfo(SAPPHIRE)
+    assert {"avx512_bf16", "amx_bf16"} <= set(sapphire["flags"])
+    assert native_bf16(sapphire["flags"]) and native_bf16({"amx_bf16"})
+
+
+def test_a_linear_layer_trains_with_six_flops_per_weight_and_image():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5, bias=False))
+    inner = nn.Sequential(nn.Linear(12, 7, bias=False), nn.Linear(7, 5, bias=False))
+    # The first layer's input needs no gradient: forward 2 + weight gradient 2 per multiply-add.
+    assert training_flops_per_image(model, (1, 3, 4)) == pytest.approx(4 * 12 * 5)
+    # A second layer also passes its gradient back: 6 per multiply-add.
+    assert training_flops_per_image(inner, (12,)) == pytest.approx(4 * 12 * 7 + 6 * 7 * 5)
+    assert all(p.grad is None for p in inner.parameters())
+
+
+def test_the_matmul_peak_is_a_positive_rate():
+    assert matmul_peak(torch.float32, size=128, seconds=0.05) > 1e6
