@@ -15,8 +15,11 @@ eval mode with the autocast the project picks on this machine:
     at 1024 px, patch 128, stride 64, so both films are mapped for every film scored.
 
 Films per second after one warm-up batch. Target: full-resolution score maps (ResNet-18, patch
-128, stride 64) >= 3 films/s on a 2-core CPU. Prints a table and writes JSON with the CPU model
-and flags, so figures from different machines can be told apart.
+128, stride 64) >= 3 films/s on a 2-core CPU. Each arm also gives its FLOPs per film (counted
+by :func:`~mammo_ray.learn.hardware.counted_flops`) and its achieved FLOP/s as a fraction of the
+dense matmul peak measured in the same run, in the dtype the autocast computes in. Prints a
+table and writes JSON with the CPU model and flags, so figures from different machines can be
+told apart.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from mammo_ray.learn.bilateral_maps import BilateralScoreMapModel, pair_films
+from mammo_ray.learn.hardware import counted_flops, cpu_info, matmul_peak, native_bf16
 from mammo_ray.learn.inference import autocast_dtype, cpu_threads, predict, select_device
 from mammo_ray.learn.models import ModelConfig, build_model
 from mammo_ray.learn.score_maps import ScoreMapModel, predict_maps
@@ -53,30 +57,15 @@ def synthetic_films(n: int, size: int, seed: int = 0) -> np.ndarray:
     return np.stack(films)
 
 
-def cpu_description() -> dict[str, object]:
-    """CPU model name and the flags that decide training and inference speed."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in info.splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    flags = next(
-        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")),
-        [],
-    )
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"model": model, "flags": [f for f in wanted if f in flags]}
-
-
-def _films_per_s(run, films: np.ndarray) -> float:
+def _measure(run, films: np.ndarray, peak: float) -> dict[str, float]:
+    """Films/s of ``run`` after a warm-up on two films; its FLOPs per film (counted on the
+    first film) and the achieved FLOP/s as a fraction of ``peak``."""
     run(films[:2])
     start = time.perf_counter()
     run(films)
-    return len(films) / (time.perf_counter() - start)
+    rate = len(films) / (time.perf_counter() - start)
+    flops = counted_flops(lambda: run(films[:1]))
+    return {"films_per_s": rate, "flops_per_film": flops, "fraction_of_peak": rate * flops / peak}
 
 
 def main() -> None:
@@ -91,43 +80,44 @@ def main() -> None:
     torch.manual_seed(0)
     network = build_model(ModelConfig(backbone="resnet18", pretrained="none")).to(device).eval()
     network = network.to(memory_format=torch.channels_last)
+    cpu = cpu_info()
+    peak_dtype = "bf16" if amp == torch.bfloat16 and native_bf16(cpu["flags"]) else "fp32"
+    peak = matmul_peak(torch.bfloat16 if peak_dtype == "bf16" else torch.float32)
     whole = synthetic_films(args.films, 224)
     rows = [
-        {
-            "arm": "whole image, 224 px",
-            "films_per_s": _films_per_s(
-                lambda x: predict(network, torch.from_numpy(x), batch_size=16, amp_dtype=amp),
-                whole,
-            ),
-        }
+        {"arm": "whole image, 224 px"}
+        | _measure(
+            lambda x: predict(network, torch.from_numpy(x), batch_size=16, amp_dtype=amp),
+            whole,
+            peak,
+        )
     ]
     for size, patch, stride in SETTINGS:
         films = synthetic_films(args.films, size)
         model = ScoreMapModel(network, patch, stride)
         windows = int(model.maps(torch.zeros(1, 1, size, size))[0].shape[-1]) ** 2
-        rate = _films_per_s(lambda x, m=model: predict_maps(m, x, amp_dtype=amp), films)
+        measured = _measure(lambda x, m=model: predict_maps(m, x, amp_dtype=amp), films, peak)
         rows.append(
             {
                 "arm": f"score maps, {size} px, patch {patch}, stride {stride}",
                 "windows_per_film": windows,
-                "films_per_s": rate,
             }
+            | measured
         )
     pairs = pair_films(synthetic_films(args.films, 1024), np.arange(args.films)[::-1].copy())
     bilateral = BilateralScoreMapModel(network, 128, 64)
     rows.append(
-        {
-            "arm": "film pairs (patch+bilateral), 1024 px, patch 128, stride 64",
-            "films_per_s": _films_per_s(
-                lambda x: predict(bilateral, torch.from_numpy(x), batch_size=4, amp_dtype=amp),
-                pairs,
-            ),
-        }
+        {"arm": "film pairs (patch+bilateral), 1024 px, patch 128, stride 64"}
+        | _measure(
+            lambda x: predict(bilateral, torch.from_numpy(x), batch_size=4, amp_dtype=amp),
+            pairs,
+            peak,
+        )
     )
     full = next(r for r in rows if r["arm"].startswith("score maps, 1024 px, patch 128, stride 64"))
     results = {
         "machine": {
-            "cpu": cpu_description(),
+            "cpu": cpu,
             "platform": platform.platform(),
             "device": str(device),
             "threads": torch.get_num_threads(),
@@ -135,6 +125,7 @@ def main() -> None:
             "torch": torch.__version__,
         },
         "films": args.films,
+        "matmul_peak_flops": {peak_dtype: peak},
         "arms": rows,
         "target_films_per_s": TARGET_FILMS_PER_S,
         "target_met": full["films_per_s"] >= TARGET_FILMS_PER_S,
@@ -142,9 +133,14 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"{'arm':62s} {'windows':>8s} {'films/s':>8s}")
+    print(f"CPU: {cpu['model']} ({', '.join(cpu['flags']) or 'no AVX2'})")
+    print(f"dense matmul peak ({peak_dtype}): {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'arm':62s} {'windows':>8s} {'films/s':>8s} {'GFLOP/film':>11s} {'% of peak':>10s}")
     for row in rows:
-        print(f"{row['arm']:62s} {row.get('windows_per_film', ''):>8} {row['films_per_s']:8.2f}")
+        print(
+            f"{row['arm']:62s} {row.get('windows_per_film', ''):>8} {row['films_per_s']:8.2f} "
+            f"{row['flops_per_film'] / 1e9:11.2f} {row['fraction_of_peak']:10.1%}"
+        )
     verdict = "met" if results["target_met"] else "MISSED"
     print(f"target: full-resolution score maps >= {TARGET_FILMS_PER_S} films/s: {verdict}")
     print(f"written: {out}")

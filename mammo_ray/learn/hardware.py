@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "cpu_info",
     "native_bf16",
     "matmul_peak",
+    "counted_flops",
     "training_flops_per_image",
 ]
 
@@ -96,17 +98,23 @@ def matmul_peak(
     return best
 
 
+def counted_flops(work: Callable[[], object]) -> float:
+    """FLOPs of ``work()`` (matmuls and convolutions, 2 per multiply-add), counted by
+    :class:`torch.utils.flop_counter.FlopCounterMode` while it runs."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        work()
+    return float(counter.get_total_flops())
+
+
 def training_flops_per_image(
     model: nn.Module, image_shape: tuple[int, ...], batch: int = 2
 ) -> float:
-    """FLOPs of one training step per image (forward and backward, counted by
-    :class:`torch.utils.flop_counter.FlopCounterMode`: matmuls and convolutions, 2 per
-    multiply-add), on a batch of ``batch`` zero images of ``image_shape`` (C, H, W). The
-    model's gradients are cleared after."""
+    """FLOPs of one training step per image (forward and backward, :func:`counted_flops`) on a
+    batch of ``batch`` zero images of ``image_shape`` (C, H, W). The model's gradients are
+    cleared after."""
     images = torch.zeros(batch, *image_shape)
-    counter = FlopCounterMode(display=False)
     model.train()
-    with counter:
-        model(images).float().sum().backward()
+    flops = counted_flops(lambda: model(images).float().sum().backward())
     model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / batch
+    return flops / batch
