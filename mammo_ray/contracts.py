@@ -96,12 +96,16 @@ class TrialRecord(_Contract):
     """One trial of ``search.json``: its searched params, status, per-epoch (or per-fold)
     history and best epoch by the search metric (None when it reported no epoch). ``CUT``:
     ended (by the time budget) before its first result, without an error. ``test``: its
-    checkpoint once on the held-out test part, for the report (selection never reads it)."""
+    checkpoint once on the held-out test part, for the report (selection never reads it).
+    ``compute``: how it computed (:class:`~mammo_ray.learn.hardware.ComputeChoice`);
+    ``seconds``: Tune's total time of the trial (both None before its first result)."""
 
     trial_id: str
     status: Literal["TERMINATED", "ERROR", "CUT"]
     failures: Count
     params: dict[str, Any]
+    compute: dict[str, str | int] | None = None
+    seconds: Number = None
     best: dict[str, Number] | None
     history: list[dict[str, Number]]
     error: str | None

@@ -3,11 +3,14 @@ and a measured matmul peak."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from mammo_ray.learn.hardware import (
+    choose_compute,
     matmul_peak,
     native_bf16,
     parse_cpuinfo,
@@ -48,3 +51,45 @@ def test_a_linear_layer_trains_with_six_flops_per_weight_and_image():
 
 def test_the_matmul_peak_is_a_positive_rate():
     assert matmul_peak(torch.float32, size=128, seconds=0.05) > 1e6
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "precision", "autocast"),
+    [
+        (AVX2_ONLY, "auto", "fp32"),
+        (AVX2_ONLY, "fp32", "fp32"),
+        (AVX2_ONLY, "bf16", "bf16"),
+        (SAPPHIRE, "auto", "bf16"),
+        (SAPPHIRE, "fp32", "fp32"),
+    ],
+)
+def test_bf16_only_where_the_cpu_computes_it_natively_or_it_is_asked_for(
+    cpuinfo, precision, autocast
+):
+    flags = parse_cpuinfo(cpuinfo)["flags"]
+    choice = choose_compute(precision, "cpu", flags, threads=2)
+    assert choice.autocast == autocast
+    assert choice.dtype == {"bf16": torch.bfloat16, "fp32": None}[autocast]
+    assert choice.memory_format == "channels_last"
+    assert choice.threads == 2
+
+
+def test_the_reason_says_why_an_avx2_cpu_trains_in_fp32():
+    choice = choose_compute("auto", "cpu", parse_cpuinfo(AVX2_ONLY)["flags"], threads=4)
+    assert "no native bf16" in choice.reason
+    emulated = choose_compute("bf16", "cpu", parse_cpuinfo(AVX2_ONLY)["flags"], threads=4)
+    assert "emulates" in emulated.reason
+
+
+def test_a_gpu_without_bf16_gets_fp16_amp_and_the_choice_is_one_json_object():
+    assert choose_compute("auto", "cuda", [], 1, cuda_bf16=False).dtype is torch.float16
+    assert choose_compute("auto", "cuda", [], 1, cuda_bf16=True).dtype is torch.bfloat16
+    assert choose_compute("fp32", "cuda", [], 1, cuda_bf16=True).dtype is None
+    record = json.loads(choose_compute("auto", "cpu", ["avx2"], 3).as_json())
+    assert record == {
+        "autocast": "fp32",
+        "device": "cpu",
+        "memory_format": "channels_last",
+        "reason": record["reason"],
+        "threads": 3,
+    }

@@ -31,6 +31,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from mammo_ray.cli import run_cli
+from mammo_ray.learn.inference import compute_choice
 from mammo_ray.search.run import main
 from mammo_ray.search.space import load_search_space
 from mammo_ray.tracking import ui_url
@@ -85,9 +86,12 @@ def test_smoke_search_runs_every_trial_published_first(smoke):
     assert trials[0]["params"] == space.published_point()
     assert trials[0]["params"]["model.backbone"] == "resnet18"
     assert all(t["status"] == "TERMINATED" and t["failures"] == 0 for t in trials)
+    expected = compute_choice("auto", torch.device("cpu"))
     for t in trials:
         assert 1 <= len(t["history"]) <= 2
         assert [h["epoch"] for h in t["history"]] == list(range(1, len(t["history"]) + 1))
+        assert t["compute"]["autocast"] == expected.autocast
+        assert t["compute"]["memory_format"] == "channels_last" and t["seconds"] > 0
     with open(smoke["out"] / "trials.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3
     assert smoke["summary"]["split"] == "patient" and smoke["summary"]["leaky"] is False
@@ -108,6 +112,8 @@ def test_every_trial_is_a_child_run_with_its_epochs_and_checkpoint(smoke):
         history = client.get_metric_history(child.info.run_id, "val_balanced_accuracy")
         assert sorted(m.step for m in history) == list(range(1, epochs[trial_id] + 1))
         assert child.data.params["model.backbone"] in {"resnet18", "mobilenetv2_100"}
+        assert child.data.params["compute.autocast"] in {"bf16", "fp32"}
+        assert child.data.params["compute.threads"].isdigit()
         assert child.data.tags["preprocess_key"] == parent.data.tags["preprocess_key"]
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")]
         assert artifacts == ["checkpoint/model.pt"]

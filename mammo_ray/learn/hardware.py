@@ -9,6 +9,8 @@ work; Williams, Waterman & Patterson, "Roofline", CACM 52(4), 2009).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -24,6 +26,9 @@ __all__ = [
     "parse_cpuinfo",
     "cpu_info",
     "native_bf16",
+    "machine_flags",
+    "ComputeChoice",
+    "choose_compute",
     "matmul_peak",
     "counted_flops",
     "training_flops_per_image",
@@ -78,6 +83,71 @@ def native_bf16(flags: list[str] | set[str]) -> bool:
     """Whether a CPU with ``flags`` computes bf16 natively (AVX512-BF16 or AMX-BF16); without,
     bf16 is emulated and slower than fp32."""
     return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def machine_flags() -> list[str]:
+    """This CPU's :data:`SPEED_FLAGS`; where ``/proc/cpuinfo`` gives none (not Linux), the
+    bf16 flag stands for oneDNN's own report of native bf16."""
+    flags = list(cpu_info()["flags"])  # type: ignore[call-overload]
+    if not flags and torch.backends.mkldnn.is_available():
+        flags += ["avx512_bf16"] * bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return flags
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeChoice:
+    """How a run computes, chosen from what the hardware has (:func:`choose_compute`).
+
+    ``autocast``: ``bf16``, ``fp16`` (CUDA without bf16, with a gradient scaler) or ``fp32``
+    (no autocast). Models and batches are always ``channels_last``: oneDNN's and cuDNN's
+    fastest convolution layout, in fp32 too (ResNet-18 at 224 px trains 21 % faster
+    channels_last than NCHW in fp32 on an AVX-512 Xeon; ``benchmarks/train_bench.py``).
+    ``threads``: intra-op CPU threads. ``reason`` says why, in words.
+    """
+
+    device: str
+    autocast: str
+    threads: int
+    reason: str
+    memory_format: str = "channels_last"
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype, None for plain fp32."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.autocast)
+
+    def as_json(self) -> str:
+        """The choice as one JSON object (what each trial reports and MLflow records)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def choose_compute(
+    precision: str, device: str, flags: list[str] | set[str], threads: int, cuda_bf16: bool = False
+) -> ComputeChoice:
+    """The :class:`ComputeChoice` for ``precision`` (``auto``, ``fp32``, ``bf16``) on
+    ``device`` (``cpu`` or ``cuda``), a CPU with ``flags`` and a GPU with (``cuda_bf16``) or
+    without bf16.
+
+    CPU: bf16 autocast only where bf16 is native (:func:`native_bf16`) or asked for; otherwise
+    fp32 channels_last through oneDNN, since emulated bf16 is slower than fp32 (AVX2-only
+    EPYC: 1.07x over a plain fp32 loop with bf16, against 2.9x on a CPU with AMX). CUDA: bf16
+    where supported or asked for, else fp16 with a gradient scaler.
+    """
+    if precision == "fp32":
+        return ComputeChoice(device, "fp32", threads, "fp32 asked for (precision: fp32)")
+    if device == "cuda":
+        if precision == "bf16" or cuda_bf16:
+            return ComputeChoice(device, "bf16", threads, "the GPU computes bf16")
+        return ComputeChoice(device, "fp16", threads, "no bf16 on this GPU: fp16 AMP")
+    if native_bf16(flags):
+        return ComputeChoice(device, "bf16", threads, "native bf16 on this CPU (AVX512-BF16/AMX)")
+    if precision == "bf16":
+        return ComputeChoice(
+            device, "bf16", threads, "bf16 asked for; this CPU emulates it (slower than fp32)"
+        )
+    return ComputeChoice(
+        device, "fp32", threads, "no native bf16 on this CPU (no AVX512-BF16/AMX): fp32 oneDNN"
+    )
 
 
 def matmul_peak(

@@ -1,7 +1,8 @@
 """Where and how a model runs: device, precision, CPU threads and batched prediction.
 
-:func:`select_device` picks the GPU Ray gave the trial or the CPU; :func:`autocast_dtype` picks
-bf16 autocast where the hardware has it (AVX512-BF16/AMX on CPUs), AMP on CUDA; :func:`predict`
+:func:`select_device` picks the GPU Ray gave the trial or the CPU; :func:`compute_choice` picks
+bf16 autocast where the hardware has it (AVX512-BF16/AMX on CPUs), AMP on CUDA, fp32 oneDNN on
+other CPUs; :func:`predict`
 turns uint8 films into class probabilities with the evaluation transforms.
 """
 
@@ -17,9 +18,10 @@ from mammo_ray.data.mias_info import LABELS
 from mammo_ray.learn.augment import (
     build_eval_transforms,
 )
+from mammo_ray.learn.hardware import ComputeChoice, choose_compute, machine_flags
 from mammo_ray.learn.models import GRAY_MEAN, GRAY_STD
 
-__all__ = ["select_device", "autocast_dtype", "cpu_threads", "predict"]
+__all__ = ["select_device", "compute_choice", "autocast_dtype", "cpu_threads", "predict"]
 
 
 def select_device() -> torch.device:
@@ -27,20 +29,22 @@ def select_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32.
+def compute_choice(precision: str, device: torch.device) -> ComputeChoice:
+    """:func:`~mammo_ray.learn.hardware.choose_compute` for this machine: its CPU flags, its
+    GPU's bf16 support and the threads of :func:`cpu_threads`."""
+    cuda = device.type == "cuda"
+    return choose_compute(
+        precision,
+        device.type,
+        [] if cuda else machine_flags(),
+        cpu_threads(),
+        cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
+    )
 
-    ``fp32``: None. CUDA: bf16 where supported (or asked for), else fp16 with a gradient
-    scaler. CPU: bf16 when oneDNN reports native bf16 (AVX512-BF16 or AMX) or ``bf16`` is
-    asked for; else None, since emulated bf16 is slower than fp32.
-    """
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":
-        supported = precision == "bf16" or torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if supported else torch.float16
-    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if (native or precision == "bf16") else None
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of :func:`compute_choice`, or None for plain fp32."""
+    return compute_choice(precision, device).dtype
 
 
 def cpu_threads() -> int:

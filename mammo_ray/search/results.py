@@ -4,6 +4,7 @@ top-trials table, and each trial's best checkpoint in its MLflow child run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def trial_record(result: Result, space: SearchSpace, metric: str, mode: str) -> 
     """One trial of ``search.json``; its ``best`` is the epoch best by ``metric``, or for a
     cross-validated trial its last report (out of fold over every fold it ran)."""
     history = trial_history(result)
+    frame = result.metrics_dataframe
+    reported = frame is not None and not frame.empty
+    compute = frame["compute"].dropna() if reported and "compute" in frame else []
     scored = [h for h in history if h.get(metric) is not None]
     if scored and "fold" in scored[-1]:
         best = scored[-1]
@@ -81,6 +85,8 @@ def trial_record(result: Result, space: SearchSpace, metric: str, mode: str) -> 
         "status": "ERROR" if result.error else ("TERMINATED" if history else "CUT"),
         "failures": failures(result),
         "params": trial_params(space, result.config),
+        "compute": json.loads(compute.iloc[0]) if len(compute) else None,
+        "seconds": float(frame["time_total_s"].max()) if reported else None,
         "best": best,
         "history": history,
         "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:500],

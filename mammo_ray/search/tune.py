@@ -27,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from mammo_ray.config import flatten_dotted
 from mammo_ray.learn.fold_race import FoldProgress, load_progress, race_folds, save_progress
+from mammo_ray.learn.inference import compute_choice, select_device
 from mammo_ray.learn.trial import load_training_state, train_trial
 from mammo_ray.preprocess.prepared import PreparedData
 from mammo_ray.process import environment
@@ -83,13 +84,14 @@ def trainable(
     """
 
     full = space.config_for(config, max_epochs)
+    compute = compute_choice(str(full.get("precision", "auto")), select_device()).as_json()
     if space.settings.cv is not None:
-        _race(full, data)
+        _race(full, data, compute)
         return
 
     def on_epoch(metrics: dict[str, Any], checkpoint: str | None) -> None:
         ckpt = tune.Checkpoint.from_directory(str(Path(checkpoint).parent)) if checkpoint else None
-        tune.report(metrics, checkpoint=ckpt)
+        tune.report({**metrics, "compute": compute}, checkpoint=ckpt)
 
     restored = tune.get_checkpoint()
     resume = None
@@ -99,9 +101,10 @@ def trainable(
     train_trial(full, data, on_epoch, resume=resume, save_state=True)
 
 
-def _race(config: dict[str, Any], data: PreparedData) -> None:
-    """A cross-validated trial: one ``tune.report`` per fold with the fold progress as its
-    checkpoint; a restored trial (retry, ``--resume``) continues after its last fold."""
+def _race(config: dict[str, Any], data: PreparedData, compute: str) -> None:
+    """A cross-validated trial: one ``tune.report`` per fold (with ``compute``, the trial's
+    :class:`~mammo_ray.learn.hardware.ComputeChoice`) and the fold progress as its checkpoint;
+    a restored trial (retry, ``--resume``) continues after its last fold."""
     restored = tune.get_checkpoint()
     progress = FoldProgress()
     if restored is not None:
@@ -111,7 +114,10 @@ def _race(config: dict[str, Any], data: PreparedData) -> None:
     def on_fold(report: dict[str, Any], progress: FoldProgress) -> None:
         with tempfile.TemporaryDirectory(prefix="mammo-ray-folds-") as directory:
             save_progress(directory, progress, config, data.manifest.key)
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+            tune.report(
+                {**report, "compute": compute},
+                checkpoint=tune.Checkpoint.from_directory(directory),
+            )
 
     race_folds(config, data, on_fold, progress)
 
@@ -164,12 +170,20 @@ class TrialRunsCallback(MLflowLoggerCallback):
     def __init__(self, space: SearchSpace, **kwargs: Any):
         super().__init__(**kwargs)
         self.space = space
+        self._computed: set[Trial] = set()
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
         """Log the result; a cross-validated trial's fold ``k`` (0-based, as ``train cv`` names
-        folds) also gets its per-epoch curves, as ``fold_<k>/<metric>`` at step ``epoch``."""
+        folds) also gets its per-epoch curves, as ``fold_<k>/<metric>`` at step ``epoch``. The
+        trial's compute choice (``compute``) becomes its ``compute.*`` params."""
         curves = json.loads(result.get("curves") or "[]")
         run_id = self._trial_runs[trial]
+        if result.get("compute") and trial not in self._computed:
+            self._computed.add(trial)
+            self.mlflow_util.log_params(
+                run_id=run_id,
+                params_to_log={f"compute.{k}": v for k, v in json.loads(result["compute"]).items()},
+            )
         for epoch in curves:
             self.mlflow_util.log_metrics(
                 run_id=run_id,
@@ -179,7 +193,7 @@ class TrialRunsCallback(MLflowLoggerCallback):
                 step=int(epoch["epoch"]),
             )
         super().log_trial_result(
-            iteration, trial, {k: v for k, v in result.items() if k != "curves"}
+            iteration, trial, {k: v for k, v in result.items() if k not in ("curves", "compute")}
         )
 
     def log_trial_start(self, trial: Trial) -> None:
