@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mammo_ray.learn.run", "train one configuration (or 'train audit')"),
     "evaluate": ("mammo_ray.learn.evaluate", "evaluate a checkpoint on a dataset"),
     "explain": ("mammo_ray.explain.command", "LIME explanations of a checkpoint"),
-    "search": ("mammo_ray.search.run", "the main job: Ray Tune + Optuna search"),
+    "search": ("mammo_ray.search.command", "the main job: Ray Tune + Optuna search"),
     "report": ("mammo_ray.report.document", "write report.md of a finished search"),
 }
 """Command name -> (module whose ``main(argv)`` runs it, one-line summary)."""

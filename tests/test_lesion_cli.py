@@ -13,7 +13,7 @@ from mammo_ray.cli import run_cli
 from mammo_ray.evaluate import main as evaluate_main
 from mammo_ray.explain.command import main as explain_main
 from mammo_ray.learn.run import main as train_main
-from mammo_ray.search.run import main as search_main
+from mammo_ray.search.command import main as search_main
 from tests.test_train_cli import search_runs
 
 RECOMMENDED = Path(__file__).resolve().parents[1] / "search_spaces" / "recommended.yaml"

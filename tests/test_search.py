@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 
 from mammo_ray.cli import run_cli
 from mammo_ray.learn.inference import compute_choice
-from mammo_ray.search.run import main
+from mammo_ray.search.command import main
 from mammo_ray.search.space import load_search_space
 from mammo_ray.tracking import ui_url
 
@@ -482,6 +482,31 @@ def test_an_existing_search_needs_resume_and_resume_needs_a_search(
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "--resume" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_planned_search_states_its_plan_and_keeps_what_the_command_line_fixed(
+    ray_local, mias_dev_path, cache_root, tmp_path, capsys
+):
+    """search.plan: --plan prints the plan (throughput measured once and cached) and stops; the
+    search then prints it again from the cache, keeps --num-samples and records the plan."""
+    space = tmp_path / "planned.yaml"
+    text = SMOKE.read_text().replace("base: published_patient.yaml", f"base: {PUBLISHED_PATIENT}")
+    text = text.replace("num_samples: 3", "num_samples: 6")
+    space.write_text(text + "  time_budget_s: 600\n  plan: true\n")
+    out = tmp_path / "planned"
+    assert run_cli(main, [*search_argv(space, mias_dev_path, out, cache_root), "--plan"]) == 0
+    printed = capsys.readouterr().out
+    assert "plan: 2 epochs per trial" in printed and "budget fits about" in printed
+    assert "the search samples 6" in printed and not (out / "search.json").exists()
+    figures = next(iter(json.loads((cache_root / "throughput.json").read_text()).values()))
+    assert set(figures) == {"resnet18@64/b16", "mobilenetv2_100@64/b16"}
+    argv = search_argv(space, mias_dev_path, out, cache_root, "--num-samples", "2")
+    assert run_cli(main, [*argv, "--explain", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "timing" not in printed and "the search samples 2 (fixed)" in printed
+    state = json.loads((out / "search_state.json").read_text())
+    assert state["plan"] == {"max_epochs": 2, "num_samples": 2}
+    assert len(json.loads((out / "search.json").read_text())["trials"]) == 2
 
 
 def test_no_data_and_bad_space_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):

@@ -40,7 +40,7 @@ from mammo_ray.learn.trial import (
     validation_metrics,
 )
 from mammo_ray.preprocess.prepared import prepare_data
-from mammo_ray.search.run import main
+from mammo_ray.search.command import main
 from mammo_ray.search.space import load_search_space
 from mammo_ray.search.tune import TrialEpochBudget
 from tests.test_search import PUBLISHED_PATIENT, _Driver, children_of, search_argv

@@ -30,24 +30,23 @@ Ray cluster, and ``--gpus-per-trial 1`` gives each trial one GPU.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray import tune
 
-from mammo_ray.cli import check_outputs, data_options, resolve_data
 from mammo_ray.config import from_dict
 from mammo_ray.contracts import SearchFile, check
 from mammo_ray.errors import ConfigError, Interrupted, MammoRayError
 from mammo_ray.files import write_json_atomic
 from mammo_ray.learn.config import TrainConfig
+from mammo_ray.learn.throughput import ThroughputCache
 from mammo_ray.preprocess.pipeline import ensure_ray
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.report.document import write_report
@@ -55,6 +54,7 @@ from mammo_ray.search.baselines import run_baselines
 from mammo_ray.search.best import finish_best
 from mammo_ray.search.held_out import test_every_trial
 from mammo_ray.search.interrupt import graceful_stop
+from mammo_ray.search.plan import Plan, plan_lines, plan_search
 from mammo_ray.search.results import (
     best_checkpoint,
     best_trial,
@@ -83,7 +83,7 @@ from mammo_ray.search.tune import (
 )
 from mammo_ray.tracking import TrainingRun, global_tracking_uri, tracking_uri, ui_url
 
-__all__ = ["DEFAULT_SPACE", "EXPERIMENT", "SearchOptions", "run_search"]
+__all__ = ["DEFAULT_SPACE", "EXPERIMENT", "SearchOptions", "run_search", "plan_only"]
 
 
 DEFAULT_SPACE = BUILTIN_SPACES / "default.yaml"
@@ -237,9 +237,16 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
     data = prepare_data(
         space.preprocess_config, data_path, options.cache_root, workers=total_cpus, progress=True
     )
+    cpus_per_trial = options.cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
+    saved = _read_state(state_path).get("plan") if state_path.exists() else None
+    if saved:
+        settings = dataclasses.replace(settings, **saved)
+    elif settings.plan and not space.grid:
+        plan = _plan(space, settings, data, options, total_cpus, cpus_per_trial)
+        settings = plan.apply(settings)
     uri = tracking_uri(out, options.mlflow_uri)
     if state_path.exists():
-        parent = TrainingRun.resume(uri, _parent_run_id(state_path))
+        parent = TrainingRun.resume(uri, str(_read_state(state_path)["parent_run_id"]))
         end_interrupted_children(parent)
     else:
         parent = TrainingRun(
@@ -255,7 +262,11 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
                 **{f"search.{k}": v for k, v in dataclasses.asdict(settings).items()},
             }
         )
-        write_json_atomic(state_path, {"parent_run_id": parent.run_id, "space": str(space_path)})
+        planned = {"max_epochs": settings.max_epochs, "num_samples": settings.num_samples}
+        write_json_atomic(
+            state_path,
+            {"parent_run_id": parent.run_id, "space": str(space_path), "plan": planned},
+        )
     return _Search(
         space_path=space_path,
         data_path=data_path,
@@ -265,21 +276,67 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
         data=data,
         parent=parent,
         uri=uri,
-        cpus_per_trial=options.cpus_per_trial or max(1, total_cpus // settings.max_concurrent),
+        cpus_per_trial=cpus_per_trial,
         restore=options.resume and restorable,
         timings={"setup_s": time.perf_counter() - start},
     )
 
 
-def _parent_run_id(state_path: Path) -> str:
-    """The MLflow parent run id that ``search_state.json`` records."""
+def _read_state(state_path: Path) -> dict[str, Any]:
+    """``search_state.json``: the MLflow parent run id, the space and the planned settings."""
     try:
-        return str(json.loads(state_path.read_text(encoding="utf-8"))["parent_run_id"])
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("plan", {}), dict):
+            raise TypeError("not a JSON object with parent_run_id")
+        str(state["parent_run_id"])
+        return state
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(
             f"{state_path}: not a search state ({type(exc).__name__}: {exc}); delete the "
             "folder to start the search again"
         ) from None
+
+
+def _plan(
+    space: SearchSpace,
+    settings: SearchSettings,
+    data: PreparedData,
+    options: SearchOptions,
+    total_cpus: int,
+    cpus_per_trial: float,
+) -> Plan:
+    """Plan the search (:func:`~mammo_ray.search.plan.plan_search`) with the throughput cache
+    beside the preprocessing cache, the trials' device and threads; print the plan."""
+    gpu = options.gpus_per_trial > 0 and torch.cuda.is_available()
+    concurrent = min(settings.max_concurrent, max(1, int(total_cpus // cpus_per_trial)))
+    if gpu:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        concurrent = min(concurrent, max(1, int(gpus // options.gpus_per_trial)))
+    cache = ThroughputCache(
+        options.cache_root / "throughput.json",
+        torch.device("cuda" if gpu else "cpu"),
+        threads=max(1, int(cpus_per_trial)),
+    )
+    fixed = tuple(key for key in ("num_samples", "max_epochs") if getattr(options, key) is not None)
+    plan = plan_search(space, settings, data, cache, concurrent=concurrent, fixed=fixed)
+    print("\n".join(plan_lines(plan)), flush=True)
+    return plan
+
+
+def plan_only(space_path: str | Path, data_path: str | Path, options: SearchOptions) -> Plan:
+    """Print the plan of a search (``--plan``) without starting it: the space checked, the
+    data prepared (cached), the throughput measured where it is not cached."""
+    space = load_search_space(space_path, options.overrides)
+    settings = options.settings_for(space)
+    if space.grid:
+        raise ConfigError(f"{space_path}: a grid runs every point; there is nothing to plan")
+    ensure_ray(options.address)
+    total_cpus = int(ray.cluster_resources().get("CPU", 1))
+    data = prepare_data(
+        space.preprocess_config, data_path, options.cache_root, workers=total_cpus, progress=True
+    )
+    cpus_per_trial = options.cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
+    return _plan(space, settings, data, options, total_cpus, cpus_per_trial)
 
 
 def _tune(search: _Search) -> tune.ResultGrid:
@@ -431,110 +488,3 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
     parent.log_artifacts([out / n for n in ("search.json", "trials.csv", "report.md")])
     parent.log_artifacts([p for p in (out / "report_figures",) if p.exists()], "report_figures")
     return summary
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m mammo_ray.search",
-        description=(
-            "Search input modes (the paper's whole film, patches, patches against the other "
-            "breast), backbones, learning rates and ablation settings with Ray Tune + Optuna "
-            "(TPE, ASHA early stopping over patient folds), log every trial to MLflow, "
-            "cross-validate the radiomics baseline on the same folds, then evaluate the best "
-            "model once on the held-out test split, explain it with LIME and write report.md. "
-            "The published configuration is always the first trial."
-        ),
-        parents=[data_options(workers=False)],
-    )
-    parser.add_argument(
-        "--space",
-        default=str(DEFAULT_SPACE),
-        help="search space YAML (default: search_spaces/default.yaml)",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a fixed training setting of the space, e.g. model.pretrained=none "
-        "(repeatable)",
-    )
-    parser.add_argument("--num-samples", type=int, help="trials to sample (overrides the space)")
-    parser.add_argument(
-        "--max-epochs",
-        type=int,
-        help="epochs per trial at most (ASHA's max_t), or per fold with search.cv",
-    )
-    parser.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="S",
-        help="end the search, running trials too, after S seconds (overrides the space)",
-    )
-    parser.add_argument(
-        "--cpus-per-trial",
-        type=float,
-        help="CPUs per trial (default: all CPUs / max concurrent trials)",
-    )
-    parser.add_argument(
-        "--gpus-per-trial", type=float, default=0, help="GPUs per trial (default: 0)"
-    )
-    parser.add_argument(
-        "--name",
-        default="search",
-        help="search name: MLflow parent run, output folder (default: search)",
-    )
-    parser.add_argument("--out", help="output directory (default: runs/NAME)")
-    parser.add_argument(
-        "--storage",
-        help="Ray Tune storage: a directory, or a URI such as s3://bucket/runs "
-        "that every node of a cluster can reach (default: OUT/tune)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted search of this name without redoing trials",
-    )
-    parser.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in OUT)")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the sampler and of LIME (default: 0)"
-    )
-    parser.add_argument(
-        "--explain",
-        type=int,
-        default=4,
-        metavar="N",
-        help="test images to explain with LIME (default: 4; 0: none)",
-    )
-    parser.add_argument(
-        "--lime-samples", type=int, default=300, help="LIME perturbations per image (default: 300)"
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    check_outputs(args, dirs=("out", "cache", "storage"))
-    options = SearchOptions(
-        name=args.name,
-        overrides=tuple(args.set),
-        out_dir=None if args.out is None else Path(args.out),
-        storage=args.storage,
-        cache_root=Path(args.cache),
-        num_samples=args.num_samples,
-        max_epochs=args.max_epochs,
-        time_budget_s=args.time_budget,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        address=args.address,
-        resume=args.resume,
-        mlflow_uri=args.mlflow_uri,
-        seed=args.seed,
-        explain_n=args.explain,
-        lime_samples=args.lime_samples,
-        command=" ".join(
-            ["python -m mammo_ray.search", *(argv if argv is not None else sys.argv[1:])]
-        ),
-    )
-    run_search(args.space, resolve_data(args.data), options)
-    return 0

@@ -130,7 +130,10 @@ class SearchSettings:
     fold racing. ``max_epochs`` caps the epochs of each fold. ``baselines``: fixed models
     cross-validated once on the trials' folds after the trials, for comparison (never
     selected): ``radiomics``, the classifier of ``search_spaces/radiomics.yaml`` on the
-    trials' cache and folds (:func:`SearchSpace.baseline_config`).
+    trials' cache and folds (:func:`SearchSpace.baseline_config`). ``plan``: before the first
+    trial, time each kind of trial from throughput measured on this machine and lower
+    ``max_epochs`` and ``num_samples`` (then the most it may use) to what fits
+    ``time_budget_s`` (:mod:`mammo_ray.search.plan`).
     """
 
     metric: str = "val_balanced_accuracy"
@@ -147,6 +150,7 @@ class SearchSettings:
     max_failures: int = 1
     cv: CrossValidationSettings | None = None
     baselines: tuple[Literal["radiomics"], ...] = ()
+    plan: bool = False
 
     @property
     def max_t(self) -> int:
