@@ -45,6 +45,7 @@ bench: venv
 	$(PY) benchmarks/search_bench.py --data "$(DATA)"
 	$(PY) benchmarks/cv_bench.py --data "$(DATA)"
 	$(PY) benchmarks/score_map_bench.py
+	$(PY) -m mammo_ray.search --data "$(DATA)" --space "$(SPACE)" --set model.pretrained=none --plan
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

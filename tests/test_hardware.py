@@ -11,6 +11,7 @@ from torch import nn
 
 from mammo_ray.learn.hardware import (
     choose_compute,
+    counted_flops,
     matmul_peak,
     native_bf16,
     parse_cpuinfo,
@@ -47,6 +48,16 @@ def test_a_linear_layer_trains_with_six_flops_per_weight_and_image():
     # A second layer also passes its gradient back: 6 per multiply-add.
     assert training_flops_per_image(inner, (12,)) == pytest.approx(4 * 12 * 7 + 6 * 7 * 5)
     assert all(p.grad is None for p in inner.parameters())
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_a_convolution_trains_with_three_times_its_forward_flops_whatever_its_groups(groups):
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=groups)
+    x = torch.zeros(2, 8, 16, 16, requires_grad=True)
+    forward = counted_flops(lambda: conv(x))
+    assert forward == 2 * 2 * (8 * 8 // groups * 9) * 16 * 16
+    assert counted_flops(lambda: conv(x).sum().backward()) == 3 * forward
+    assert counted_flops(lambda: conv(x.detach()).sum().backward()) == 2 * forward
 
 
 def test_the_matmul_peak_is_a_positive_rate():

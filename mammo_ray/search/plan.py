@@ -345,10 +345,15 @@ def _advice(
     need = ((published or 0.0) + (MIN_TRIALS - (published is not None)) * expected) / concurrent
     advice = [f"--time-budget {math.ceil(need / 60) * 60} fits {MIN_TRIALS} trials"]
     slow = max(costs, key=lambda c: c.probability * c.expected_s)
+    slower = (
+        "a lighter model.backbone; patch.hard_negatives_per_film: 0 skips mapping the "
+        "training films every epoch"
+        if slow.label.startswith("patch")
+        else "input_size 128, augment.mode none, a lighter model.backbone"
+    )
     advice.append(
-        f"the most time goes to {slow.label} ({slow.expected_s / 60:.1f} min a trial): fix "
-        "or drop what makes it slow (--set input_size=128, augment.mode=none, a lighter "
-        "model.backbone)"
+        f"the most time goes to {slow.label} ({slow.expected_s / 60:.1f} min a trial): narrow "
+        f"the space's choices ({slower})"
     )
     advice.append("--gpus-per-trial 1 (or 0.5, two trials per GPU) on a machine with a GPU")
     return advice
