@@ -21,6 +21,7 @@ from mammo_ray.search.plan import (
     make_plan,
     plan_lines,
     plan_pairs,
+    planned_settings,
     trial_kinds,
 )
 from mammo_ray.search.space import load_search_space
@@ -129,6 +130,14 @@ def test_epochs_are_the_most_that_fit_min_trials_and_the_samples_what_then_fits(
     assert probe.num_samples == min(space.settings.num_samples, -int(-probe.trials_fit // 1))
     doubled = make_plan(space, space.settings, FILMS, rates, concurrent=2)
     assert doubled.epochs > probe.epochs and doubled.trials_fit >= MIN_TRIALS
+
+
+def test_fewer_planned_epochs_clip_the_grace_period_of_a_space_without_folds():
+    space = load_search_space(SPACES / "smoke.yaml")
+    settings = dataclasses.replace(space.settings, max_epochs=4, grace_period=3)
+    planned = planned_settings(settings, max_epochs=2, num_samples=5)
+    assert (planned.max_epochs, planned.num_samples, planned.grace_period) == (2, 5, 2)
+    assert planned_settings(settings, max_epochs=4, num_samples=5).grace_period == 3
 
 
 def test_fixed_settings_and_a_space_without_plan_are_only_timed():

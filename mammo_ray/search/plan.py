@@ -59,6 +59,7 @@ __all__ = [
     "plan_lines",
     "plan_pairs",
     "plan_search",
+    "planned_settings",
 ]
 
 MIN_TRIALS = 4
@@ -241,12 +242,19 @@ class Plan:
     advice: tuple[str, ...]
 
     def apply(self, settings: SearchSettings) -> SearchSettings:
-        """``settings`` with the planned ``max_epochs`` and ``num_samples`` (ASHA's grace
-        period clipped to the last rung)."""
-        planned = dataclasses.replace(
-            settings, max_epochs=self.epochs, num_samples=self.num_samples, grace_period=1
-        )
-        return dataclasses.replace(planned, grace_period=min(settings.grace_period, planned.max_t))
+        """``settings`` with the planned ``max_epochs`` and ``num_samples``."""
+        return planned_settings(settings, max_epochs=self.epochs, num_samples=self.num_samples)
+
+
+def planned_settings(
+    settings: SearchSettings, *, max_epochs: int, num_samples: int
+) -> SearchSettings:
+    """``settings`` with ``max_epochs`` and ``num_samples`` of a plan (ASHA's grace period
+    clipped to the last rung, which fewer epochs may lower)."""
+    planned = dataclasses.replace(
+        settings, max_epochs=max_epochs, num_samples=num_samples, grace_period=1
+    )
+    return dataclasses.replace(planned, grace_period=min(settings.grace_period, planned.max_t))
 
 
 def _costs(

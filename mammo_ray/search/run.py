@@ -54,7 +54,7 @@ from mammo_ray.search.baselines import run_baselines
 from mammo_ray.search.best import finish_best
 from mammo_ray.search.held_out import test_every_trial
 from mammo_ray.search.interrupt import graceful_stop
-from mammo_ray.search.plan import Plan, plan_lines, plan_search
+from mammo_ray.search.plan import Plan, plan_lines, plan_search, planned_settings
 from mammo_ray.search.results import (
     best_checkpoint,
     best_trial,
@@ -240,7 +240,7 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
     cpus_per_trial = options.cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
     saved = _read_state(state_path).get("plan") if state_path.exists() else None
     if saved:
-        settings = dataclasses.replace(settings, **saved)
+        settings = planned_settings(settings, **saved)
     elif settings.plan and not space.grid:
         plan = _plan(space, settings, data, options, total_cpus, cpus_per_trial)
         settings = plan.apply(settings)
