@@ -25,6 +25,7 @@ from mammo_ray.errors import ConfigError
 __all__ = [
     "MetricsFile",
     "TrialRecord",
+    "SearchPlan",
     "SearchFile",
     "BaselineRecord",
     "LimeImage",
@@ -135,6 +136,19 @@ class BaselineRecord(_Contract):
     test: dict[str, Any] | None
 
 
+class SearchPlan(_Contract):
+    """``search.json``'s ``plan`` (:meth:`mammo_ray.search.plan.Plan.record`): the planned
+    settings and the times they were planned on."""
+
+    max_epochs: Annotated[int, Field(strict=True, ge=1)]
+    num_samples: Annotated[int, Field(strict=True, ge=1)]
+    budget_s: Number
+    expected_trial_s: float
+    published_s: Number
+    trials_fit: Number
+    trials_fit_median: Number = None
+
+
 class SearchFile(_Contract):
     """``search.json``: a finished search, written by :mod:`mammo_ray.search.run`."""
 
@@ -153,6 +167,7 @@ class SearchFile(_Contract):
     trials: list[TrialRecord]
     baselines: dict[str, BaselineRecord] = {}
     timings: dict[str, float]
+    plan: SearchPlan | None = None
 
     @model_validator(mode="after")
     def _best_is_a_trial(self) -> SearchFile:

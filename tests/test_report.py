@@ -180,6 +180,29 @@ def test_a_trial_cut_by_the_time_budget_is_counted_and_ignored(tmp_path):
     assert "t_cut" not in text
 
 
+def test_a_planned_search_states_its_plan_against_the_measured_trial_times(tmp_path):
+    storage = write_search_dir(tmp_path / "s")
+    search = json.loads((storage / "search.json").read_text())
+    for trial, seconds in zip(search["trials"], [150.0, 300.0, 420.0], strict=False):
+        trial["seconds"] = seconds
+    search["plan"] = {
+        "max_epochs": 2,
+        "num_samples": 5,
+        "budget_s": 1500.0,
+        "expected_trial_s": 390.0,
+        "published_s": 156.0,
+        "trials_fit": 4.5,
+    }
+    (storage / "search.json").write_text(json.dumps(search))
+    text = write_report(storage).read_text()
+    assert (
+        "- Plan: up to 5 trials of 2 epochs in the 25-minute budget, from throughput measured "
+        "on the machine (a trial 6.5 min on average under ASHA); plan against measured: the "
+        "published trial took 2.5 min (planned 2.6); the other 2 trials 6.0 min on average "
+        "(planned 6.5 under ASHA)"
+    ) in text
+
+
 @pytest.mark.parametrize("leaky", [False, True])
 def test_leaky_warning_only_for_leaky_searches(tmp_path, leaky):
     storage = write_search_dir(tmp_path / "s", leaky=leaky)

@@ -505,8 +505,10 @@ def test_a_planned_search_states_its_plan_and_keeps_what_the_command_line_fixed(
     printed = capsys.readouterr().out
     assert "timing" not in printed and "the search samples 2 (fixed)" in printed
     state = json.loads((out / "search_state.json").read_text())
-    assert state["plan"] == {"max_epochs": 2, "num_samples": 2}
-    assert len(json.loads((out / "search.json").read_text())["trials"]) == 2
+    assert (state["plan"]["max_epochs"], state["plan"]["num_samples"]) == (2, 2)
+    summary = json.loads((out / "search.json").read_text())
+    assert len(summary["trials"]) == 2 and summary["plan"] == state["plan"]
+    assert "plan against measured: the published trial took" in printed
 
 
 def test_no_data_and_bad_space_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):

@@ -4,6 +4,7 @@ fold times per input mode, the kinds of trial a space draws, and what fits a bud
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,16 @@ import torch
 from mammo_ray.config import from_dict
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.throughput import Throughput, ThroughputCache, measure_throughput
+from mammo_ray.report.tables import plan_check
 from mammo_ray.search.plan import (
     MIN_TRIALS,
     FoldFilms,
+    KindCost,
     after_fold_seconds,
     asha_expected_units,
     epoch_seconds,
     make_plan,
+    median_trial_seconds,
     plan_lines,
     plan_pairs,
     planned_settings,
@@ -47,6 +51,16 @@ def test_asha_runs_the_first_rung_always_and_a_third_of_trials_further_each_rung
     assert asha_expected_units(6, 1, 2) == pytest.approx(1 + 1 / 2 + 2 / 4 + 2 / 8)
     assert asha_expected_units(5, 5, 3) == 5
     assert asha_expected_units(5, 1, 3, asha=False) == 5
+
+
+def test_the_median_trial_is_the_one_half_the_draws_stay_under():
+    costs = [
+        KindCost("fast", 0.6, 1.0, 10.0, 10.0),
+        KindCost("slow", 0.1, 1.0, 900.0, 900.0),
+        KindCost("middle", 0.3, 1.0, 60.0, 60.0),
+    ]
+    assert median_trial_seconds(costs) == 10.0
+    assert median_trial_seconds([*costs[1:], KindCost("fast", 0.3, 1, 10, 10)]) == 60.0
 
 
 def test_a_whole_film_epoch_trains_every_copy_and_predicts_the_validation_films():
@@ -127,7 +141,8 @@ def test_epochs_are_the_most_that_fit_min_trials_and_the_samples_what_then_fits(
         )
         assert longer.trials_fit < MIN_TRIALS
     assert probe.trials_fit >= MIN_TRIALS or probe.epochs == 1
-    assert probe.num_samples == min(space.settings.num_samples, -int(-probe.trials_fit // 1))
+    most = max(probe.trials_fit, probe.trials_fit_median)
+    assert probe.num_samples == min(space.settings.num_samples, math.ceil(most))
     doubled = make_plan(space, space.settings, FILMS, rates, concurrent=2)
     assert doubled.epochs > probe.epochs and doubled.trials_fit >= MIN_TRIALS
 
@@ -138,6 +153,16 @@ def test_fewer_planned_epochs_clip_the_grace_period_of_a_space_without_folds():
     planned = planned_settings(settings, max_epochs=2, num_samples=5)
     assert (planned.max_epochs, planned.num_samples, planned.grace_period) == (2, 5, 2)
     assert planned_settings(settings, max_epochs=4, num_samples=5).grace_period == 3
+
+
+def test_the_plan_is_checked_against_the_trials_measured_seconds():
+    plan = {"published_s": 120.0, "expected_trial_s": 300.0}
+    trials = [{"seconds": 180.0}, {"seconds": 240.0}, {"seconds": 360.0}, {"seconds": None}]
+    assert plan_check(plan, trials) == (
+        "plan against measured: the published trial took 3.0 min (planned 2.0); "
+        "the other 2 trials 5.0 min on average (planned 5.0 under ASHA)"
+    )
+    assert plan_check(plan, [{"seconds": None}]) is None
 
 
 def test_fixed_settings_and_a_space_without_plan_are_only_timed():

@@ -32,7 +32,13 @@ from mammo_ray.report.paper import (
     PAPER_TABLE4,
 )
 
-__all__ = ["header_section", "headline_section", "table3_section", "table4_section"]
+__all__ = [
+    "header_section",
+    "headline_section",
+    "plan_check",
+    "table3_section",
+    "table4_section",
+]
 
 _ABLATION_CELLS = (
     ("NSNA", False, False),
@@ -75,6 +81,7 @@ def header_section(search: Mapping[str, Any]) -> list[str]:
         ),
         f"- Trials: {len(trials)} ({finished} finished, {failed} failed"
         + (f", {cut} cut by the time budget before their first result)" if cut else ")"),
+        *_plan_lines(search),
         f"- Search space: `{search.get('space', DASH)}`",
         f"- Command: `{search.get('command', DASH)}`",
     ]
@@ -88,6 +95,45 @@ def header_section(search: Mapping[str, Any]) -> list[str]:
     else:
         lines.append(f"- MLflow: {NOT_RUN}")
     return [*lines, ""]
+
+
+def plan_check(plan: Mapping[str, Any], trials: list[dict[str, Any]]) -> str | None:
+    """A search's ``plan`` (``search.json``; :mod:`mammo_ray.search.plan`) against its trials'
+    measured times (``seconds`` of each trial record): the published trial (the first) and the
+    mean of the others that reported; None when no trial reported."""
+    timed = [t for t in trials if t.get("seconds")]
+    if not timed:
+        return None
+    parts = []
+    if plan.get("published_s") and trials[0].get("seconds"):
+        parts.append(
+            f"the published trial took {trials[0]['seconds'] / 60:.1f} min "
+            f"(planned {plan['published_s'] / 60:.1f})"
+        )
+    others = [t["seconds"] for t in timed if t is not trials[0]]
+    if others:
+        parts.append(
+            f"the other {len(others)} trials {sum(others) / len(others) / 60:.1f} min on average "
+            f"(planned {plan['expected_trial_s'] / 60:.1f} under ASHA)"
+        )
+    return "plan against measured: " + "; ".join(parts) if parts else None
+
+
+def _plan_lines(search: Mapping[str, Any]) -> list[str]:
+    """The header's plan line, when the search planned to its budget."""
+    plan = search.get("plan")
+    if not isinstance(plan, Mapping):
+        return []
+    budget = plan.get("budget_s")
+    line = (
+        f"- Plan: up to {plan['num_samples']} trials of {plan['max_epochs']} epochs"
+        + (" per fold" if search.get("cv") else "")
+        + ("" if budget is None else f" in the {budget / 60:.0f}-minute budget")
+        + f", from throughput measured on the machine (a trial {plan['expected_trial_s'] / 60:.1f}"
+        " min on average under ASHA)"
+    )
+    checked = plan_check(plan, search["trials"])
+    return [line + (f"; {checked}" if checked else "")]
 
 
 def _macro(best_metrics: Mapping[str, Any], key: str) -> float | None:

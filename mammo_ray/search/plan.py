@@ -21,9 +21,11 @@ al., MLSys 2020). The published trial runs first and whole; the rest share the b
 
     trials = 1 + (budget x concurrent - published) / expected trial
 
-With ``search.plan``, ``max_epochs`` is the largest that fits :data:`MIN_TRIALS` trials and
-``num_samples`` what then fits (each at most its value in the space), unless the command line
-fixed them (``--max-epochs``, ``--num-samples``).
+With ``search.plan``, ``max_epochs`` is the largest that fits :data:`MIN_TRIALS` trials of
+mean time, and ``num_samples`` the trials of mean or of median time
+(:func:`median_trial_seconds`), whichever more, that then fit, the budget stopping the search
+if slow kinds come up (each at most its value in the space), unless the command line fixed
+them (``--max-epochs``, ``--num-samples``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ __all__ = [
     "epoch_seconds",
     "after_fold_seconds",
     "asha_expected_units",
+    "median_trial_seconds",
     "KindCost",
     "Plan",
     "make_plan",
@@ -237,9 +240,22 @@ class Plan:
     published_s: float | None
     expected_trial_s: float
     trials_fit: float | None
+    trials_fit_median: float | None
     costs: tuple[KindCost, ...]
     fixed: tuple[str, ...]
     advice: tuple[str, ...]
+
+    def record(self) -> dict[str, Any]:
+        """What ``search_state.json`` and ``search.json`` keep of the plan."""
+        return {
+            "max_epochs": self.epochs,
+            "num_samples": self.num_samples,
+            "budget_s": self.budget_s,
+            "expected_trial_s": self.expected_trial_s,
+            "published_s": self.published_s,
+            "trials_fit": self.trials_fit,
+            "trials_fit_median": self.trials_fit_median,
+        }
 
     def apply(self, settings: SearchSettings) -> SearchSettings:
         """``settings`` with the planned ``max_epochs`` and ``num_samples``."""
@@ -289,6 +305,19 @@ def _costs(
     return costs
 
 
+def median_trial_seconds(costs: list[KindCost]) -> float:
+    """The median of the kinds' times under ASHA, weighted by their chances: half the trials
+    drawn take longer, half less. The mean is pulled up by rare slow kinds, so sampling only
+    the trials the mean fits leaves the budget unused when the common, faster kinds come up."""
+    ordered = sorted(costs, key=lambda c: c.expected_s)
+    total, running = sum(c.probability for c in ordered), 0.0
+    for cost in ordered:
+        running += cost.probability
+        if running >= total / 2:
+            return cost.expected_s
+    return ordered[-1].expected_s
+
+
 def make_plan(
     space: SearchSpace,
     settings: SearchSettings,
@@ -320,9 +349,12 @@ def make_plan(
     if planning and "max_epochs" not in fixed:
         epochs = next((e for e in range(epochs, 0, -1) if (fit(e)[0] or 0.0) >= MIN_TRIALS), 1)
     trials, expected, published, costs = fit(epochs)
-    samples = settings.num_samples
-    if planning and "num_samples" not in fixed and trials is not None:
-        samples = max(1, min(settings.num_samples, math.ceil(trials)))
+    samples, typical = settings.num_samples, None
+    if budget is not None and trials is not None:
+        room = max(0.0, budget * concurrent - (published or 0.0))
+        typical = (published is not None) + room / median_trial_seconds(costs)
+    if planning and "num_samples" not in fixed and typical is not None:
+        samples = max(1, min(settings.num_samples, math.ceil(max(trials, typical))))
     advice = _advice(space, settings, trials, expected, published, concurrent, costs)
     return Plan(
         budget_s=budget,
@@ -332,6 +364,7 @@ def make_plan(
         published_s=published,
         expected_trial_s=expected,
         trials_fit=trials,
+        trials_fit_median=typical,
         costs=tuple(costs),
         fixed=fixed,
         advice=tuple(advice),
@@ -396,9 +429,10 @@ def plan_lines(plan: Plan) -> list[str]:
         )
         return lines
     lines.append(
-        f"the {plan.budget_s / 60:.0f}-minute budget fits about {plan.trials_fit:.1f} trials; "
-        f"the search samples {plan.num_samples}"
-        + (" (fixed)" if "num_samples" in plan.fixed else "")
+        f"the {plan.budget_s / 60:.0f}-minute budget fits about {plan.trials_fit:.1f} trials at "
+        f"their mean time, {plan.trials_fit_median:.1f} at their median; the search samples "
+        f"{plan.num_samples}"
+        + (" (fixed)" if "num_samples" in plan.fixed else " (the budget stops it)")
     )
     lines += [f"  for more: {advice}" for advice in plan.advice]
     return lines

@@ -50,11 +50,17 @@ from mammo_ray.learn.throughput import ThroughputCache
 from mammo_ray.preprocess.pipeline import ensure_ray
 from mammo_ray.preprocess.prepared import PreparedData, prepare_data
 from mammo_ray.report.document import write_report
+from mammo_ray.report.tables import plan_check
 from mammo_ray.search.baselines import run_baselines
 from mammo_ray.search.best import finish_best
 from mammo_ray.search.held_out import test_every_trial
 from mammo_ray.search.interrupt import graceful_stop
-from mammo_ray.search.plan import Plan, plan_lines, plan_search, planned_settings
+from mammo_ray.search.plan import (
+    Plan,
+    plan_lines,
+    plan_search,
+    planned_settings,
+)
 from mammo_ray.search.results import (
     best_checkpoint,
     best_trial,
@@ -170,6 +176,7 @@ class _Search:
     cpus_per_trial: float
     restore: bool
     timings: dict[str, float]
+    plan: dict[str, Any] | None
 
 
 def run_search(
@@ -240,10 +247,12 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
     cpus_per_trial = options.cpus_per_trial or max(1, total_cpus // settings.max_concurrent)
     saved = _read_state(state_path).get("plan") if state_path.exists() else None
     if saved:
-        settings = planned_settings(settings, **saved)
+        settings = planned_settings(
+            settings, max_epochs=saved["max_epochs"], num_samples=saved["num_samples"]
+        )
     elif settings.plan and not space.grid:
         plan = _plan(space, settings, data, options, total_cpus, cpus_per_trial)
-        settings = plan.apply(settings)
+        settings, saved = plan.apply(settings), plan.record()
     uri = tracking_uri(out, options.mlflow_uri)
     if state_path.exists():
         parent = TrainingRun.resume(uri, str(_read_state(state_path)["parent_run_id"]))
@@ -262,10 +271,8 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
                 **{f"search.{k}": v for k, v in dataclasses.asdict(settings).items()},
             }
         )
-        planned = {"max_epochs": settings.max_epochs, "num_samples": settings.num_samples}
         write_json_atomic(
-            state_path,
-            {"parent_run_id": parent.run_id, "space": str(space_path), "plan": planned},
+            state_path, {"parent_run_id": parent.run_id, "space": str(space_path), "plan": saved}
         )
     return _Search(
         space_path=space_path,
@@ -277,6 +284,7 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
         parent=parent,
         uri=uri,
         cpus_per_trial=cpus_per_trial,
+        plan=saved,
         restore=options.resume and restorable,
         timings={"setup_s": time.perf_counter() - start},
     )
@@ -431,8 +439,12 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
         "best_trial": None,
         "best_resnet18_trial": None,
         "trials": trials,
+        "plan": search.plan,
     }
     print_top_trials(trials, settings.metric, settings.mode)
+    checked = None if search.plan is None else plan_check(search.plan, trials)
+    if checked:
+        print(checked)
     budget = settings.time_budget_s
     if budget is not None and search.timings["tune_s"] >= budget:
         cut = sum(t["status"] == "CUT" for t in trials)
