@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="test images to explain with LIME (default: 4; 0: none)",
     )
     parser.add_argument(
-        "--lime-samples", type=int, default=300, help="LIME perturbations per image (default: 300)"
+        "--lime-samples",
+        type=int,
+        help="LIME perturbations per image (default: 300, or 50 when a patch model won: each "
+        "perturbation then maps a film with every fold model)",
     )
     return parser
 

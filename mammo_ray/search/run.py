@@ -122,7 +122,7 @@ class SearchOptions:
     mlflow_uri: str | None = None
     seed: int = 0
     explain_n: int = 4
-    lime_samples: int = 300
+    lime_samples: int | None = None
     command: str = ""
 
     @property
@@ -418,6 +418,21 @@ def _resume_command(options: SearchOptions) -> str:
     return command if "--resume" in command.split() else f"{command} --resume"
 
 
+def _print_time_spent(search: _Search, trials: list[dict[str, Any]]) -> None:
+    """The plan against the trials' measured times, and whether the time budget ended the
+    search (how many trials it cut before their first result)."""
+    checked = None if search.plan is None else plan_check(search.plan, trials)
+    if checked:
+        print(checked)
+    budget = search.settings.time_budget_s
+    if budget is not None and search.timings["tune_s"] >= budget:
+        cut = sum(t["status"] == "CUT" for t in trials)
+        print(
+            f"the time budget ({budget:.0f} s) ended the search: {len(trials)} trials ran, "
+            f"{cut} of them cut before their first result"
+        )
+
+
 def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
     """Record the trials, evaluate and explain the best one, write search.json and the report."""
     start = time.perf_counter()
@@ -442,16 +457,7 @@ def _finish_search(search: _Search, results: tune.ResultGrid) -> dict[str, Any]:
         "plan": search.plan,
     }
     print_top_trials(trials, settings.metric, settings.mode)
-    checked = None if search.plan is None else plan_check(search.plan, trials)
-    if checked:
-        print(checked)
-    budget = settings.time_budget_s
-    if budget is not None and search.timings["tune_s"] >= budget:
-        cut = sum(t["status"] == "CUT" for t in trials)
-        print(
-            f"the time budget ({budget:.0f} s) ended the search: {len(trials)} trials ran, "
-            f"{cut} of them cut before their first result"
-        )
+    _print_time_spent(search, trials)
     by_id = {Path(r.path).name: r for r in results}
 
     def is_resnet18(trial: dict[str, Any]) -> bool:
