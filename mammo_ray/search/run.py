@@ -291,11 +291,12 @@ def _set_up(space_path: Path, data_path: Path, options: SearchOptions) -> _Searc
 
 
 def _read_state(state_path: Path) -> dict[str, Any]:
-    """``search_state.json``: the MLflow parent run id, the space and the planned settings."""
+    """``search_state.json``: the MLflow parent run id, the space and the plan (None for a
+    search that did not plan)."""
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
-        if not isinstance(state, dict) or not isinstance(state.get("plan", {}), dict):
-            raise TypeError("not a JSON object with parent_run_id")
+        if not isinstance(state, dict) or not isinstance(state.get("plan") or {}, dict):
+            raise TypeError("not a JSON object with parent_run_id and a plan object or null")
         str(state["parent_run_id"])
         return state
     except (OSError, ValueError, KeyError, TypeError) as exc:
