@@ -4,6 +4,7 @@ fold times per input mode, the kinds of trial a space draws, and what fits a bud
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from mammo_ray.config import from_dict
+from mammo_ray.errors import ConfigError
 from mammo_ray.learn.config import TrainConfig
 from mammo_ray.learn.throughput import Throughput, ThroughputCache, measure_throughput
 from mammo_ray.report.tables import plan_check
@@ -194,8 +196,12 @@ def test_throughput_is_measured_once_per_machine_and_read_back(tmp_path):
 def test_a_bad_throughput_cache_is_one_error_naming_the_file(tmp_path):
     path = tmp_path / "throughput.json"
     path.write_text("[1, 2]")
-    with pytest.raises(Exception, match="throughput.json: not a throughput cache"):
+    with pytest.raises(ConfigError, match="throughput.json: not a throughput cache"):
         ThroughputCache(path, torch.device("cpu"), threads=1).cached(8)
+    cache = ThroughputCache(path, torch.device("cpu"), threads=1)
+    path.write_text(json.dumps({cache.key: {"resnet18@32/b2": "fast"}}))
+    with pytest.raises(ConfigError, match="resnet18@32/b2 is not"):
+        cache.get([("resnet18", 32)], 2)
 
 
 def test_measured_throughput_is_a_rate_of_the_pair_it_was_asked_for():

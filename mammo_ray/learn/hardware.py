@@ -102,7 +102,7 @@ class ComputeChoice:
 
     ``autocast``: ``bf16``, ``fp16`` (CUDA without bf16, with a gradient scaler) or ``fp32``
     (no autocast). Models and batches are always ``channels_last``: oneDNN's and cuDNN's
-    fastest convolution layout, in fp32 too (ResNet-18 at 224 px trains 21 % faster
+    fastest convolution layout, in fp32 too (ResNet-18 at 224 px trains 14-21 % faster
     channels_last than NCHW in fp32 on an AVX-512 Xeon; ``benchmarks/train_bench.py``).
     ``threads``: intra-op CPU threads. ``reason`` says why, in words.
     """

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mammo_ray.config import from_dict
@@ -166,7 +165,13 @@ class ThroughputCache:
                     )
                     figures[name] = [measured.train_images_per_s, measured.predict_images_per_s]
                     write_json_atomic(self.path, data)
-                train, inferred = (float(v) for v in np.asarray(figures[name]).ravel()[:2])
+                try:
+                    train, inferred = (float(v) for v in figures[name])
+                except (TypeError, ValueError):
+                    raise ConfigError(
+                        f"{self.path}: {name} is not [train, predict] images/s; delete the "
+                        "file and it is measured again"
+                    ) from None
                 found[backbone, size] = Throughput(backbone, size, batch_size, train, inferred)
         finally:
             torch.set_num_threads(threads)
